@@ -1,0 +1,184 @@
+"""Offline datasets in the D4RL layout: HDF5 / .npz I/O, validation, conversion to transitions.
+
+A dataset is a dict of NumPy arrays keyed as in D4RL (``observations``, ``actions``,
+``rewards``, ``terminals``, ``timeouts``, optionally ``next_observations``) plus a flat
+``metadata`` dict of scalars and strings. Files are validated on load and on save; writes go to
+a temporary file that is renamed into place, so a crash never leaves a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import jax.numpy as jnp
+import numpy as np
+
+from rlgen.data.returns import episode_ends, returns_to_go
+from rlgen.data.transition import Transition
+
+REQUIRED = ("observations", "actions", "rewards", "terminals", "timeouts")
+OPTIONAL = ("next_observations",)
+FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
+FLAG_FIELDS = ("terminals", "timeouts")
+
+
+class DatasetError(ValueError):
+    """A dataset is malformed; the message names the field."""
+
+
+def validate(data: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check a D4RL-layout dict and return it as float32 / bool NumPy arrays.
+
+    Raises :class:`DatasetError` naming the field for a missing key, a length mismatch, a wrong
+    rank or dtype, non-finite values, or flags other than 0/1.
+    """
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DatasetError(f"dataset is missing required field(s): {', '.join(missing)}")
+    out: dict[str, np.ndarray] = {}
+    for key in (*REQUIRED, *OPTIONAL):
+        if key not in data:
+            continue
+        arr = np.asarray(data[key])
+        if arr.dtype.kind not in "biuf":
+            raise DatasetError(f"field '{key}' has dtype {arr.dtype}; expected a numeric type")
+        if key in FLAG_FIELDS:
+            if arr.ndim != 1:
+                raise DatasetError(f"field '{key}' must be 1-D, got shape {arr.shape}")
+            if not np.all((arr == 0) | (arr == 1)):
+                raise DatasetError(f"field '{key}' must hold only 0/1 (or booleans)")
+            out[key] = arr.astype(bool)
+            continue
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.argmax(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+            raise DatasetError(f"field '{key}' has NaN or inf values (first at row {bad})")
+        want_ndim = 1 if key == "rewards" else 2
+        if arr.ndim != want_ndim:
+            raise DatasetError(f"field '{key}' must be {want_ndim}-D, got shape {arr.shape}")
+        out[key] = arr.astype(np.float32)
+    n = len(out["observations"])
+    for key, arr in out.items():
+        if len(arr) != n:
+            raise DatasetError(f"field '{key}' has {len(arr)} rows but 'observations' has {n}")
+    if n == 0:
+        raise DatasetError("dataset is empty: 'observations' has 0 rows")
+    if "next_observations" in out and out["next_observations"].shape != out["observations"].shape:
+        raise DatasetError(
+            f"field 'next_observations' has shape {out['next_observations'].shape}, "
+            f"'observations' has {out['observations'].shape}"
+        )
+    return out
+
+
+def _atomic_path(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_d4rl(path: str | os.PathLike, data: dict[str, Any], metadata: dict | None = None) -> Path:
+    """Validate and write a dataset atomically as D4RL HDF5 (``.hdf5``/``.h5``) or ``.npz``."""
+    path = Path(path)
+    arrays = validate(data)
+    metadata = dict(metadata or {})
+    tmp = _atomic_path(path)
+    try:
+        if path.suffix in (".hdf5", ".h5"):
+            with h5py.File(tmp, "w") as f:
+                for key, arr in arrays.items():
+                    f.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
+                group = f.create_group("metadata")
+                for key, value in metadata.items():
+                    group.attrs[key] = value if np.isscalar(value) else json.dumps(value)
+        elif path.suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays, metadata=np.asarray(json.dumps(metadata)))
+        else:
+            raise DatasetError(f"unknown dataset extension '{path.suffix}' (use .hdf5, .h5, .npz)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_d4rl(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and validate a D4RL HDF5 or ``.npz`` dataset; returns (arrays, metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    metadata: dict[str, Any] = {}
+    if path.suffix in (".hdf5", ".h5"):
+        with h5py.File(path, "r") as f:
+            raw = {k: f[k][()] for k in (*REQUIRED, *OPTIONAL) if k in f}
+            if "metadata" in f:
+                group = f["metadata"]
+                metadata.update({k: _plain(v) for k, v in group.attrs.items()})
+                metadata.update({k: _plain(group[k][()]) for k in group.keys()})
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            raw = {k: f[k] for k in f.files if k != "metadata"}
+            if "metadata" in f.files:
+                metadata = json.loads(str(f["metadata"]))
+    else:
+        raise DatasetError(f"unknown dataset extension '{path.suffix}' (use .hdf5, .h5, .npz)")
+    return validate(raw), metadata
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (JSON-encoded lists/dicts decoded)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+def to_transitions(
+    data: dict[str, np.ndarray], gamma: float = 0.99, failure_reward: float | None = None
+) -> Transition:
+    """Flat D4RL arrays -> :class:`Transition` stack with Monte-Carlo returns-to-go.
+
+    Without ``next_observations`` (raw D4RL files) the next observation is the following row,
+    and the last row of every trajectory that is not terminal is dropped, as D4RL's
+    ``qlearning_dataset`` does.
+    """
+    data = validate(data)
+    obs, terminals, timeouts = data["observations"], data["terminals"], data["timeouts"]
+    if "next_observations" in data:
+        next_obs = data["next_observations"]
+        ends = np.asarray(episode_ends(terminals, timeouts, obs, next_obs))
+        keep = np.ones(len(obs), bool)
+    else:
+        next_obs = np.concatenate([obs[1:], obs[-1:]])
+        ends = np.asarray(episode_ends(terminals, timeouts))
+        keep = ~(ends & ~terminals)  # a cut trajectory's last row has no next observation
+        ends = _last_kept(ends, keep)
+        obs, next_obs = obs[keep], next_obs[keep]
+    rewards = data["rewards"][keep]
+    term = terminals[keep]
+    rtg = returns_to_go(rewards, term, ends, gamma, failure_reward=failure_reward)
+    truncated = ends & ~term
+    return Transition(
+        obs=jnp.asarray(obs),
+        action=jnp.asarray(data["actions"][keep]),
+        reward=jnp.asarray(rewards),
+        next_obs=jnp.asarray(next_obs),
+        terminal=jnp.asarray(term, jnp.float32),
+        truncated=jnp.asarray(truncated, jnp.float32),
+        mc_return=rtg,
+    )
+
+
+def _last_kept(ends: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """After dropping rows, mark the kept row that now ends each trajectory."""
+    ids = np.cumsum(ends) - ends
+    kept_ids = ids[keep]
+    return np.append(kept_ids[1:] != kept_ids[:-1], True)

@@ -1,0 +1,49 @@
+"""Batches drawn from several sources (offline, online, synthetic data) at set ratios."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+
+from rlgen.data import replay
+from rlgen.data.replay import ReplayBuffer
+from rlgen.data.transition import Transition, concat
+
+
+def split_counts(batch_size: int, ratios: Sequence[float]) -> tuple[int, ...]:
+    """Exact per-source row counts summing to ``batch_size`` (largest-remainder rounding)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not ratios or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(f"ratios must be non-negative with a positive sum, got {tuple(ratios)}")
+    total = float(sum(ratios))
+    exact = [batch_size * r / total for r in ratios]
+    counts = [int(e) for e in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])
+    for i in by_remainder[: batch_size - sum(counts)]:
+        counts[i] += 1
+    return tuple(counts)
+
+
+def sample_mixed(
+    sources: Sequence[ReplayBuffer],
+    counts: Sequence[int],
+    key: jax.Array,
+    num_batches: int | None = None,
+) -> Transition:
+    """One batch holding exactly ``counts[i]`` rows from ``sources[i]``, in source order.
+
+    Each source is sampled uniformly over its filled rows only, so partly filled buffers are
+    fine. Rows of source i occupy the slice ``[sum(counts[:i]), sum(counts[:i+1]))`` of the
+    batch axis (the last axis before the feature axes), which doubles as the source tag.
+    """
+    if len(sources) != len(counts):
+        raise ValueError(f"got {len(sources)} sources but {len(counts)} counts")
+    keys = jax.random.split(key, len(sources))
+    parts = [
+        replay.sample(src, k, n, num_batches)
+        for src, k, n in zip(sources, keys, counts, strict=True)
+        if n > 0
+    ]
+    return concat(parts, axis=0 if num_batches is None else 1)

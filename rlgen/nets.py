@@ -1,0 +1,191 @@
+"""Networks: MLPs, stacked ensembles, policy heads and the SynthER residual denoiser (flax.linen).
+
+Ensembles keep one stacked parameter tree with a leading member axis, so every layer is a single
+batched matmul over members rather than N separate ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": nn.relu,
+    "silu": nn.silu,
+    "gelu": nn.gelu,
+    "tanh": jnp.tanh,
+    "elu": nn.elu,
+}
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def activation_fn(name: str) -> Callable:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}'; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """Dense layers of widths ``hidden`` (each optionally LayerNorm-ed), then a linear ``out``."""
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = activation_fn(self.activation)
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
+        return nn.Dense(self.out)(x)
+
+
+def ensemble(module: type[nn.Module], size: int, shared_input: bool = True) -> type[nn.Module]:
+    """An ensemble of ``size`` independently initialised copies of ``module``.
+
+    Parameters gain a leading member axis and the forward pass is vmapped over it (one batched
+    matmul per layer). With ``shared_input`` every member sees the same input and outputs are
+    stacked as (size, ...); otherwise inputs carry the member axis first.
+    """
+    in_axes = None if shared_input else 0
+    return nn.vmap(
+        module,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=in_axes,
+        out_axes=0,
+        axis_size=size,
+    )
+
+
+class QEnsemble(nn.Module):
+    """``num_members`` Q-functions Q(s, a); returns shape (num_members, *batch)."""
+
+    hidden: Sequence[int] = (256, 256)
+    num_members: int = 2
+    layer_norm: bool = False
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        members = ensemble(MLP, self.num_members)(
+            hidden=self.hidden, out=1, activation=self.activation, layer_norm=self.layer_norm
+        )
+        return members(jnp.concatenate([obs, action], axis=-1))[..., 0]
+
+
+class ValueNet(nn.Module):
+    """State-value V(s); returns shape batch."""
+
+    hidden: Sequence[int] = (256, 256)
+    layer_norm: bool = False
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden, 1, self.activation, self.layer_norm)(obs)[..., 0]
+
+
+class TanhGaussianPolicy(nn.Module):
+    """Gaussian in pre-tanh space: returns (mean, log_std), log_std clipped to [-5, 2]."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden, 2 * self.action_dim, self.activation, self.layer_norm)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def _gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    z = (u - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def _log_tanh_jacobian(u: jax.Array) -> jax.Array:
+    """sum log(1 - tanh(u)^2), computed stably as 2 * (log 2 - u - softplus(-2u))."""
+    return jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+def tanh_gaussian_sample(
+    key: jax.Array, mean: jax.Array, log_std: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Reparameterised sample a = tanh(mean + std * eps) and its log-density log pi(a|s)."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    return jnp.tanh(u), _gaussian_log_prob(u, mean, log_std) - _log_tanh_jacobian(u)
+
+
+def tanh_gaussian_log_prob(
+    mean: jax.Array, log_std: jax.Array, action: jax.Array, eps: float = 1e-6
+) -> jax.Array:
+    """log pi(a|s) of given actions in (-1, 1) (clipped to ``1 - eps`` before atanh)."""
+    u = jnp.arctanh(jnp.clip(action, -1.0 + eps, 1.0 - eps))
+    return _gaussian_log_prob(u, mean, log_std) - _log_tanh_jacobian(u)
+
+
+class DeterministicPolicy(nn.Module):
+    """a = tanh(MLP(s)), for TD3 / TD3+BC."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, self.layer_norm)(obs))
+
+
+class RandomFourierEmbedding(nn.Module):
+    """[t, sin(2 pi w t), cos(2 pi w t)] with fixed Gaussian frequencies w (not trained)."""
+
+    num_features: int = 16
+    seed: int = 0
+
+    def __call__(self, t: jax.Array) -> jax.Array:
+        half = self.num_features // 2
+        w = jax.random.normal(jax.random.key(self.seed), (half,))
+        angles = 2 * math.pi * t[..., None] * w
+        return jnp.concatenate([t[..., None], jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class ResidualDenoiser(nn.Module):
+    """SynthER's denoiser: residual MLP over a flat transition vector, conditioned on noise.
+
+    ``x -> Dense(width) + noise_embedding(c_noise)``, then ``num_blocks`` blocks of
+    ``x + Dense(act(LN?(x)))``, then ``Dense(dim)(act(x))``. The noise level enters through a
+    random-Fourier embedding (16 features) and a 2-layer SiLU MLP.
+    """
+
+    width: int = 1024
+    num_blocks: int = 6
+    embed_dim: int = 128
+    fourier_features: int = 16
+    layer_norm: bool = False
+    activation: str = "relu"
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, c_noise: jax.Array) -> jax.Array:
+        act = activation_fn(self.activation)
+        dense = lambda n: nn.Dense(n, dtype=self.dtype)
+        emb = RandomFourierEmbedding(self.fourier_features)(c_noise)
+        emb = dense(self.embed_dim)(nn.silu(dense(self.embed_dim)(emb)))
+        h = dense(self.width)(dense(self.embed_dim)(x) + emb)
+        for _ in range(self.num_blocks):
+            y = nn.LayerNorm(dtype=self.dtype)(h) if self.layer_norm else h
+            h = h + dense(self.width)(act(y))
+        return dense(x.shape[-1])(act(h)).astype(x.dtype)
