@@ -1,0 +1,256 @@
+"""EDM preconditioning, loss, Heun sampler and hooks, and the SynthER diffusion model."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlgen.data import normalize
+from rlgen.data.transition import Transition
+from rlgen.gen import diffusion, edm
+
+MU = np.array([2.0, -1.0], np.float32)
+COV = np.array([[1.0, 0.8], [0.8, 1.0]], np.float32)
+# one tiny denoiser config shared by the network tests, so their compiled functions are reused
+TOY = diffusion.Config(dim=2, width=64, num_blocks=2, embed_dim=32, num_train_steps=1500)
+denoise_jit = jax.jit(diffusion.denoise, static_argnums=1)
+
+
+def gaussian_denoiser(mu, cov):
+    """The exact denoiser E[x0 | x] of N(mu, cov) data noised with N(0, sigma^2 I)."""
+    mu, cov = jnp.asarray(mu), jnp.asarray(cov)
+
+    def denoise(x, sigma):
+        gain = cov @ jnp.linalg.inv(cov + sigma**2 * jnp.eye(cov.shape[0]))
+        return mu + (x - mu) @ gain.T
+
+    return denoise
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    """``TOY`` fitted to a correlated 2-D Gaussian (a few seconds on a CPU). The data has 100
+    trailing NaN rows that ``num_valid`` keeps out of training."""
+    chol = np.linalg.cholesky(COV)
+    data = jax.random.normal(jax.random.key(1), (20000, 2)) @ chol.T + MU
+    state = diffusion.init(jax.random.key(0), TOY, normalize.fit(data))
+    padded = jnp.concatenate([data, jnp.full((100, 2), jnp.nan)])
+    state, metrics = diffusion.train(state, padded, 1500, 256, num_valid=20000)
+    return state, metrics
+
+
+def test_preconditioning_hand_values():
+    sigma = jnp.array([1.0, 2.0, 0.5])
+    c_skip, c_out, c_in, c_noise = edm.preconditioning(sigma)
+    np.testing.assert_allclose(c_skip, [0.5, 0.2, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(c_out, [1 / math.sqrt(2), 2 / math.sqrt(5), 0.5 / math.sqrt(1.25)])
+    np.testing.assert_allclose(c_in, [1 / math.sqrt(2), 1 / math.sqrt(5), 1 / math.sqrt(1.25)])
+    np.testing.assert_allclose(c_noise, [0.0, math.log(2) / 4, math.log(0.5) / 4], atol=1e-7)
+    # sigma_data = 0.5 at sigma = 0.5: c_skip = 0.25 / 0.5, c_out = 0.25 / sqrt(0.5)
+    c_skip, c_out, c_in, _ = edm.preconditioning(jnp.float32(0.5), sigma_data=0.5)
+    np.testing.assert_allclose(
+        [c_skip, c_out, c_in], [0.5, 0.25 / math.sqrt(0.5), 1 / math.sqrt(0.5)]
+    )
+
+
+def test_denoise_combines_network_with_preconditioning(toy_model):
+    params = toy_model[0].params
+    x = jax.random.normal(jax.random.key(1), (5, 2))
+    sigma = jnp.array([0.01, 0.3, 1.0, 5.0, 80.0])
+    scale = jnp.sqrt(sigma**2 + 1)[:, None]
+    f = TOY.network.apply({"params": params}, x / scale, jnp.log(sigma) / 4)
+    expected = x / scale**2 + sigma[:, None] / scale * f
+    np.testing.assert_allclose(denoise_jit(params, TOY, x, sigma), expected, atol=1e-5)
+
+
+def test_loss_weight_and_weighted_mse(toy_model):
+    np.testing.assert_allclose(edm.loss_weight(jnp.array([1.0, 0.5, 2.0])), [2.0, 5.0, 1.25])
+    params = toy_model[0].params
+    x, noise = jax.random.normal(jax.random.key(1), (2, 5, 2))
+    sigma = jnp.array([0.01, 0.3, 1.0, 5.0, 80.0])
+    loss = jax.jit(diffusion.denoising_loss, static_argnums=1)(params, TOY, x, sigma, noise)
+    denoised = denoise_jit(params, TOY, x + sigma[:, None] * noise, sigma)
+    weight = (sigma**2 + 1) / sigma**2
+    np.testing.assert_allclose(loss, weight * ((denoised - x) ** 2).mean(axis=1), rtol=1e-5)
+
+
+def test_sigma_schedule():
+    config = edm.SamplerConfig(num_steps=16)
+    sigmas = np.asarray(edm.sigma_schedule(config))
+    assert sigmas.shape == (17,)
+    np.testing.assert_allclose([sigmas[0], sigmas[-2], sigmas[-1]], [80.0, 0.002, 0.0], rtol=1e-5)
+    assert np.all(np.diff(sigmas) < 0)
+    mid = (80 ** (1 / 7) + 0.5 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7  # i / (N - 1) = 1/2
+    np.testing.assert_allclose(
+        edm.sigma_schedule(edm.SamplerConfig(num_steps=3))[1], mid, rtol=1e-5
+    )
+
+
+def test_heun_step_matches_hand_computation():
+    sd2 = 0.25
+    denoise = lambda x, s: x * sd2 / (sd2 + s**2)
+    x = jnp.array([[1.5, -2.0]])
+    t0, t1 = 3.0, 2.0
+    config = edm.SamplerConfig(s_tmax=10.0)  # churn active at t0 = 3
+    key = jax.random.key(7)
+
+    det = edm.heun_step(denoise, key, x, t0, t1, config.deterministic())
+    d0 = x * t0 / (sd2 + t0**2)
+    euler = x + (t1 - t0) * d0
+    d1 = euler * t1 / (sd2 + t1**2)
+    np.testing.assert_allclose(det, x + (t1 - t0) * (d0 + d1) / 2, rtol=1e-6)
+
+    # with churn: t_hat = (1 + gamma) t0, noise from the first half of the key split
+    gamma = math.sqrt(2) - 1  # min(80 / 128, sqrt 2 - 1)
+    t_hat = (1 + gamma) * t0
+    z = jax.random.normal(jax.random.split(key)[0], x.shape)
+    x_hat = x + math.sqrt(t_hat**2 - t0**2) * 1.003 * z
+    d0 = x_hat * t_hat / (sd2 + t_hat**2)
+    euler = x_hat + (t1 - t_hat) * d0
+    d1 = euler * t1 / (sd2 + t1**2)
+    stoch = edm.heun_step(denoise, key, x, t0, t1, config)
+    np.testing.assert_allclose(stoch, x_hat + (t1 - t_hat) * (d0 + d1) / 2, rtol=1e-5)
+
+    # last step to sigma 0 is Euler and lands on the denoised estimate
+    last = edm.heun_step(denoise, key, x, 0.002, 0.0, config, second_order=False)
+    np.testing.assert_allclose(last, denoise(x, 0.002), rtol=1e-6)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_sampler_recovers_gaussian_with_exact_denoiser(deterministic):
+    config = edm.SamplerConfig()
+    config = config.deterministic() if deterministic else config
+    run = jax.jit(lambda k: edm.heun_sample(gaussian_denoiser(MU, COV), k, (20000, 2), config))
+    x = np.asarray(run(jax.random.key(0)))
+    # the default churn (S_noise 1.003) inflates the spread by ~2.5%
+    np.testing.assert_allclose(x.mean(0), MU, atol=0.03)
+    np.testing.assert_allclose(np.cov(x.T), COV, atol=0.05)
+
+
+def test_guidance_adds_to_the_score():
+    # score of N(0, 1 + sigma^2) plus m / (1 + sigma^2) is the score of N(m, 1 + sigma^2)
+    m = jnp.array([1.0, -2.0])
+    guidance = lambda x, s: m / (1 + s**2)
+    denoise = gaussian_denoiser(np.zeros(2), np.eye(2))
+    config = edm.SamplerConfig().deterministic()
+    x = edm.heun_sample(denoise, jax.random.key(0), (10000, 2), config, guidance=guidance)
+    np.testing.assert_allclose(x.mean(0), m, atol=0.04)
+    np.testing.assert_allclose(x.std(0), [1.0, 1.0], atol=0.04)
+
+
+def test_inpainting_holds_known_dims():
+    known = jnp.where(jnp.arange(10000) % 2 == 0, 3.0, 1.0)
+    inpaint = edm.Inpaint(
+        values=jnp.stack([known, jnp.zeros(10000)], axis=1), mask=jnp.array([True, False])
+    )
+    config = edm.SamplerConfig(num_steps=64)
+    x = edm.heun_sample(
+        gaussian_denoiser(MU, COV), jax.random.key(0), (10000, 2), config, inpaint=inpaint
+    )
+    np.testing.assert_array_equal(x[:, 0], known)
+    # replacement inpainting is approximate: the free dim moves from its marginal mean (-1)
+    # towards the exact conditional mean -1 + 0.8 * (known - 2): -0.2 and -1.8 here
+    assert abs(float(x[::2, 1].mean()) + 0.2) < 0.25
+    assert abs(float(x[1::2, 1].mean()) + 1.8) < 0.25
+
+
+def test_learns_2d_gaussian(toy_model):
+    state, metrics = toy_model
+    assert metrics["loss"].shape == (1500,) and np.isfinite(metrics["loss"]).all()
+    assert metrics["loss"][-200:].mean() < metrics["loss"][:50].mean()
+    assert int(state.step) == 1500
+    x = np.asarray(diffusion.sample(state, jax.random.key(2), 3000, chunk_size=2000))
+    assert x.shape == (3000, 2)  # two chunks, the second partly used
+    np.testing.assert_allclose(x.mean(0), MU, atol=0.1)
+    np.testing.assert_allclose(np.cov(x.T), COV, atol=0.15)
+
+
+def test_bf16_and_tf32_denoisers_track_fp32(toy_model):
+    params = toy_model[0].params
+    x = jax.random.normal(jax.random.key(1), (5, 2))
+    sigma = jnp.array([0.01, 0.3, 1.0, 5.0, 80.0])
+    ref = denoise_jit(params, TOY, x, sigma)
+    for precision, tol in [("tf32", 1e-2), ("bf16", 5e-2)]:
+        other = denoise_jit(params, dataclasses.replace(TOY, precision=precision), x, sigma)
+        assert other.dtype == jnp.float32
+        assert float(jnp.abs(other - ref).max()) < tol * float(jnp.abs(ref).max())
+
+
+def random_transitions(key, n, obs_dim=3, action_dim=2):
+    k = jax.random.split(key, 4)
+    return Transition(
+        obs=jax.random.normal(k[0], (n, obs_dim)) * 5 + 1,
+        action=jax.random.uniform(k[1], (n, action_dim), minval=-1, maxval=1),
+        reward=jax.random.normal(k[2], (n,)),
+        next_obs=jax.random.normal(k[3], (n, obs_dim)) * 5 + 1,
+        terminal=(jnp.arange(n) % 7 == 0).astype(jnp.float32),
+        truncated=jnp.zeros(n),
+        mc_return=jnp.ones(n),
+    )
+
+
+def test_flatten_unflatten_and_normalise_round_trip():
+    t = random_transitions(jax.random.key(0), 50)
+    flat = diffusion.flatten(t)
+    assert flat.shape == (50, 2 * 3 + 2 + 2)
+    np.testing.assert_array_equal(flat[:, 5], t.reward)
+    norm = diffusion.fit_normalizer(flat)
+    z = normalize.apply(norm, flat)
+    np.testing.assert_array_equal(z[:, -1], t.terminal)  # terminal dim stays raw
+    np.testing.assert_allclose(z[:, :-1].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z[:, :-1].std(0), 1.0, atol=1e-4)
+
+    back = diffusion.unflatten(normalize.invert(norm, z), 3, 2)
+    for name in ("obs", "action", "reward", "next_obs", "terminal"):
+        np.testing.assert_allclose(getattr(back, name), getattr(t, name), atol=1e-5)
+    np.testing.assert_array_equal(back.truncated, 0.0)
+    np.testing.assert_array_equal(back.mc_return, 0.0)
+
+    noisy = flat.at[:, -1].set(jnp.linspace(-0.3, 1.3, 50))
+    terminal = diffusion.unflatten(noisy, 3, 2).terminal
+    np.testing.assert_array_equal(terminal, (jnp.linspace(-0.3, 1.3, 50) > 0.5).astype(jnp.float32))
+    with pytest.raises(ValueError, match="unflatten"):
+        diffusion.unflatten(flat, 4, 2)
+
+
+def test_fit_and_generate_vmapped_over_seeds_match_per_seed_runs():
+    t = random_transitions(jax.random.key(0), 64)
+    config = diffusion.Config.for_transitions(3, 2, width=32, num_blocks=1, num_train_steps=5)
+    fit = lambda k: diffusion.fit_transitions(k, t, config)
+    sampler = edm.SamplerConfig(num_steps=4)
+    generate = lambda s, k: diffusion.generate(s, k, 6, chunk_size=4, sampler=sampler)
+    keys = jax.random.split(jax.random.key(1), 2)
+
+    states, metrics = jax.vmap(fit)(keys)
+    out = jax.vmap(generate)(states, keys)
+    assert metrics["loss"].shape == (2, 5)
+    assert isinstance(out, Transition) and out.obs.shape == (2, 6, 3)
+    assert out.action.shape == (2, 6, 2) and out.reward.shape == (2, 6)
+    assert set(np.unique(out.terminal)) <= {0.0, 1.0}
+    assert not np.allclose(out.obs[0], out.obs[1])
+    np.testing.assert_allclose(states.normalizer.mean[0, :-1], diffusion.flatten(t).mean(0)[:-1])
+    for i, key in enumerate(keys):
+        state, single_metrics = fit(key)
+        np.testing.assert_allclose(metrics["loss"][i], single_metrics["loss"], rtol=1e-4)
+        single = generate(state, key)
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(single), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-4)
+
+    with pytest.raises(ValueError, match="obs_dim"):
+        diffusion.fit_transitions(keys[0], t, diffusion.Config.for_transitions(4, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        diffusion.fit_transitions(keys[0], t.replace(reward=t.reward.at[3].set(jnp.nan)), config)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="precision"):
+        diffusion.Config(dim=2, precision="fp16")
+    with pytest.raises(ValueError, match="does not match"):
+        diffusion.Config(dim=5, obs_dim=3, action_dim=2)
+    with pytest.raises(ValueError, match="num_steps"):
+        edm.SamplerConfig(num_steps=1)
+    assert diffusion.Config.for_transitions(11, 3).dim == 27
+    hash(diffusion.Config(dim=2))
