@@ -1,0 +1,49 @@
+"""Orbax checkpoints of a whole run state (params, optimiser states, buffers, keys, counters).
+
+PRNG keys are stored as their raw ``uint32`` data so checkpoints do not depend on orbax's
+support for typed keys; restoring takes a template state (from a fresh ``init``) that says which
+leaves are keys and how every leaf is shaped and sharded, so a checkpoint restores onto a
+different device count. Orbax writes to a temporary directory and renames it when complete, so
+an interrupted save never replaces the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _strip_keys(tree):
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
+    )
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
+    """Save ``state`` as checkpoint ``step`` and wait until it is on disk."""
+    mngr.save(step, args=ocp.args.StandardSave(_strip_keys(state)))
+    mngr.wait_until_finished()
+
+
+def restore(mngr: ocp.CheckpointManager, template, step: int | None = None):
+    """Restore checkpoint ``step`` (default: the latest) into the structure of ``template``."""
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _strip_keys(template))
+    raw = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    return jax.tree.map(
+        lambda t, r: jax.random.wrap_key_data(r, impl=jax.random.key_impl(t)) if _is_key(t) else r,
+        template,
+        raw,
+    )

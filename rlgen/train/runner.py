@@ -1,0 +1,204 @@
+"""The host loop of an online run: compile the phases, run chunks, log, evaluate, checkpoint.
+
+Only this module is Python-level control flow; every call it makes is one compiled
+``jit(vmap(...))`` over the seed axis, sharded over the local devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlgen import envs, runinfo
+from rlgen.agents import sac
+from rlgen.agents.common import Agent
+from rlgen.train import checkpoint, health
+from rlgen.train.logger import Logger, summarize
+from rlgen.train.online import LoopConfig, evaluate, init_run_state, train_chunk, warmup_chunk
+from rlgen.train.sharding import seed_sharding
+
+
+def _help(text: str, **kw):
+    return dataclasses.field(metadata={"help": text}, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineConfig:
+    """Online SAC over vmapped seeds (``rlgen train sac``)."""
+
+    env: str = _help("task: hopper, halfcheetah, walker2d or ant", default="hopper")
+    backend: str = _help("physics: auto (MJX on GPU, C MuJoCo on CPU), mjx or mujoco",
+                         default="auto")
+    seeds: int = _help("independent seeds, vmapped and sharded over devices", default=1)
+    seed: int = _help("base random seed; seed i uses fold_in(seed, i)", default=0)
+    steps: int = _help("env steps per seed, warm-up included (rounded up to whole chunks)",
+                       default=100_000)
+    warmup: int = _help("initial env steps per seed with uniform random actions", default=5_000)
+    num_envs: int = _help("parallel envs per seed (transitions per block)", default=1)
+    utd: int = _help("critic updates per env step (update-to-data ratio)", default=1)
+    batch_size: int = _help("transitions per update batch", default=256)
+    buffer_size: int = _help("replay capacity per seed", default=1_000_000)
+    chunk: int = _help("blocks per compiled chunk between host logs", default=1_000)
+    eval_every: int = _help("env steps between evaluations (0: only at the end)", default=10_000)
+    eval_episodes: int = _help("deterministic evaluation episodes per seed", default=10)
+    checkpoint_every: int = _help("env steps between checkpoints (0: only at the end)",
+                                  default=50_000)
+    num_critics: int = _help("critic ensemble size (2: SAC, 10: REDQ-style)", default=2)
+    target_subset: int = _help("critics in the random min of the target", default=2)
+    critic_layer_norm: bool = _help("LayerNorm in the critics (helps at high UTD)",
+                                    default=False)
+    hidden: tuple[int, ...] = _help("hidden widths of actor and critics", default=(256, 256))
+    actor_lr: float = _help("actor learning rate", default=3e-4)
+    critic_lr: float = _help("critic learning rate", default=3e-4)
+    gamma: float = _help("discount", default=0.99)
+    tau: float = _help("Polyak rate of the target critics", default=5e-3)
+    run_dir: str = _help("directory for config, metrics, checkpoints", default="runs/sac")
+    resume: bool = _help("continue from the latest checkpoint in run_dir", default=False)
+    progress: bool = _help("show a progress bar", default=True)
+
+    def __post_init__(self):
+        positive = ("seeds", "steps", "num_envs", "utd", "batch_size", "buffer_size", "chunk",
+                    "eval_episodes", "num_critics", "target_subset")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.warmup < self.batch_size:
+            raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+
+    def sac_agent(self, obs_dim: int, action_dim: int) -> Agent:
+        config = sac.Config(obs_dim, action_dim, tuple(self.hidden), self.num_critics,
+                            self.target_subset, self.critic_layer_norm,
+                            "mean" if self.num_critics > 2 else "min")
+        hp = sac.HParams(actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma,
+                         tau=self.tau)
+        return sac.make_agent(config, hp)
+
+
+def enable_compilation_cache() -> None:
+    """Persist compiled programs across processes (``JAX_COMPILATION_CACHE_DIR`` overrides)."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlgen" / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(default))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+class OnlineRun:
+    """Compiled phases of one multi-seed online run, and the host loop driving them."""
+
+    def __init__(self, config: OnlineConfig, env=None, agent: Agent | None = None):
+        self.config = config
+        self.env = envs.make(config.env, backend=config.backend) if env is None else env
+        self.vec_env = envs.AutoReset(self.env)
+        self.agent = agent or config.sac_agent(self.env.observation_size, self.env.action_size)
+        self.loop = LoopConfig(config.num_envs, config.utd, config.batch_size, config.buffer_size)
+        self.sharding = seed_sharding(config.seeds)
+        self.run_dir = Path(config.run_dir)
+        self.max_episode_steps = getattr(self.env, "max_episode_steps", 1000)
+        self.warmup_blocks = math.ceil(config.warmup / config.num_envs)
+        train_steps = max(config.steps - self.warmup_blocks * config.num_envs, 0)
+        self.num_chunks = math.ceil(train_steps / (config.chunk * config.num_envs))
+        self.total_steps = (self.warmup_blocks + self.num_chunks * config.chunk) * config.num_envs
+        self._compile()
+
+    def _compile(self) -> None:
+        agent, env, vec_env, loop, c = self.agent, self.env, self.vec_env, self.loop, self.config
+        shard = dict(out_shardings=self.sharding)
+
+        def init(key):
+            return init_run_state(key, agent, vec_env, loop)
+
+        def train(run):
+            run, metrics = train_chunk(run, agent, vec_env, loop, c.chunk)
+            metrics["train_return"] = run.finished_return_sum / jnp.maximum(run.finished_count, 1)
+            metrics["episodes"] = run.finished_count.astype(jnp.float32)
+            run = run.replace(finished_return_sum=jnp.zeros_like(run.finished_return_sum),
+                              finished_count=jnp.zeros_like(run.finished_count))
+            return run, metrics, health.finite_flags(metrics, run.agent)
+
+        def evaluate_seed(agent_state, key):
+            return evaluate(agent, agent_state, env, key, c.eval_episodes, self.max_episode_steps)
+
+        self.init_fn = jax.jit(jax.vmap(init), **shard)
+        self.warmup_fn = jax.jit(
+            jax.vmap(functools.partial(warmup_chunk, env=vec_env, num_blocks=self.warmup_blocks)),
+            donate_argnums=0, **shard)
+        self.train_fn = jax.jit(jax.vmap(train), donate_argnums=0)
+        self.eval_fn = jax.jit(jax.vmap(evaluate_seed))
+
+    def seed_keys(self, salt: int = 0) -> jax.Array:
+        base = jax.random.fold_in(jax.random.key(self.config.seed), salt)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(self.config.seeds))
+        return jax.device_put(keys, self.sharding)
+
+    def init_state(self):
+        return self.init_fn(self.seed_keys())
+
+    def evaluate(self, state, step: int) -> np.ndarray:
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.seed_keys(salt=1))
+        return np.asarray(self.eval_fn(state.agent, keys))
+
+    def run(self) -> dict:
+        """Train to ``config.steps``; returns final per-seed evaluation returns and timings."""
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.run_dir / "config.json", dataclasses.asdict(c))
+        _write_json(self.run_dir / "system.json", runinfo.describe())
+        mngr = checkpoint.manager(self.run_dir / "checkpoints")
+        start = time.perf_counter()
+        state = self.init_state()
+        if c.resume and mngr.latest_step() is not None:
+            state = checkpoint.restore(mngr, state)
+        step = int(np.asarray(state.env_steps)[0])
+        logger = Logger(self.run_dir, self.total_steps, c.progress)
+        logger.bar.update(step)
+        per_block_updates = c.utd * c.seeds
+        try:
+            if step == 0 and self.warmup_blocks:
+                state = self.warmup_fn(state)
+                step = int(np.asarray(state.env_steps)[0])
+                logger.log(step, {"phase_warmup": 1.0}, step, 0, c.seeds)
+            while step < self.total_steps:
+                state, metrics, flags = self.train_fn(state)
+                prev, step = step, int(np.asarray(state.env_steps)[0])
+                health.check(jax.device_get(flags), step)
+                row = summarize(jax.device_get(metrics))
+                due = lambda every: every and step // every > prev // every  # noqa: E731
+                if due(c.eval_every) or step >= self.total_steps:
+                    row.update(summarize({"eval_return": self.evaluate(state, step)}))
+                logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
+                if due(c.checkpoint_every) or step >= self.total_steps:
+                    checkpoint.save(mngr, step, state)
+        finally:
+            logger.close()
+        final = self.evaluate(state, step)
+        results = {
+            "env": c.env,
+            "env_steps_per_seed": step,
+            "final_eval_return_per_seed": final.tolist(),
+            "final_eval_return_mean": float(final.mean()),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        _write_json(self.run_dir / "results.json", results)
+        self.state = state
+        return results
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
