@@ -1,0 +1,37 @@
+"""Choice of physics backend: `mjx` (JAX, accelerators) or `mujoco` (C MuJoCo via callback)."""
+
+from __future__ import annotations
+
+import jax
+import mujoco
+
+from rlgen.envs.host_physics import HostPhysics
+from rlgen.envs.mjx_physics import DEFAULT_SOLVER, MjxPhysics
+
+BACKENDS = ("auto", "mjx", "mujoco")
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """`auto` means `mjx` on an accelerator and `mujoco` on CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "mjx" if jax.default_backend() != "cpu" else "mujoco"
+    return backend
+
+
+def make_physics(
+    model: mujoco.MjModel,
+    frame_skip: int,
+    backend: str = "auto",
+    contact_forces: bool = False,
+    **solver,
+) -> MjxPhysics | HostPhysics:
+    """Physics for `model`. `solver` (iterations, ls_iterations, solver) applies to MJX only:
+    C MuJoCo keeps the model's own (converged) solver settings."""
+    unknown = set(solver) - set(DEFAULT_SOLVER)
+    if unknown:
+        raise TypeError(f"unknown solver settings: {sorted(unknown)}")
+    if resolve_backend(backend) == "mjx":
+        return MjxPhysics(model, frame_skip, contact_forces, **solver)
+    return HostPhysics(model, frame_skip, contact_forces)
