@@ -100,13 +100,13 @@ def enable_compilation_cache() -> None:
 class OnlineRun:
     """Compiled phases of one multi-seed online run, and the host loop driving them."""
 
-    def __init__(self, config: OnlineConfig, env=None, agent: Agent | None = None):
+    def __init__(self, config: OnlineConfig, env=None, agent: Agent | None = None, devices=None):
         self.config = config
         self.env = envs.make(config.env, backend=config.backend) if env is None else env
         self.vec_env = envs.AutoReset(self.env)
         self.agent = agent or config.sac_agent(self.env.observation_size, self.env.action_size)
         self.loop = LoopConfig(config.num_envs, config.utd, config.batch_size, config.buffer_size)
-        self.sharding = seed_sharding(config.seeds)
+        self.sharding = seed_sharding(config.seeds, devices)
         self.run_dir = Path(config.run_dir)
         self.max_episode_steps = getattr(self.env, "max_episode_steps", 1000)
         self.warmup_blocks = math.ceil(config.warmup / config.num_envs)
@@ -152,9 +152,14 @@ class OnlineRun:
         keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.seed_keys(salt=1))
         return np.asarray(self.eval_fn(state.agent, keys))
 
-    def run(self) -> dict:
-        """Train to ``config.steps``; returns final per-seed evaluation returns and timings."""
+    def run(self, until: int | None = None) -> dict:
+        """Train to ``config.steps`` (or stop after the chunk reaching ``until`` env steps).
+
+        Returns the final per-seed evaluation returns and the wall time; the final state is
+        kept in ``self.state``.
+        """
         c = self.config
+        until = self.total_steps if until is None else min(until, self.total_steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(self.run_dir / "config.json", dataclasses.asdict(c))
         _write_json(self.run_dir / "system.json", runinfo.describe())
@@ -167,25 +172,27 @@ class OnlineRun:
         logger = Logger(self.run_dir, self.total_steps, c.progress)
         logger.bar.update(step)
         per_block_updates = c.utd * c.seeds
+        last_eval = (-1, None)
         try:
             if step == 0 and self.warmup_blocks:
                 state = self.warmup_fn(state)
                 step = int(np.asarray(state.env_steps)[0])
                 logger.log(step, {"phase_warmup": 1.0}, step, 0, c.seeds)
-            while step < self.total_steps:
+            while step < until:
                 state, metrics, flags = self.train_fn(state)
                 prev, step = step, int(np.asarray(state.env_steps)[0])
                 health.check(jax.device_get(flags), step)
                 row = summarize(jax.device_get(metrics))
                 due = lambda every: every and step // every > prev // every  # noqa: E731
-                if due(c.eval_every) or step >= self.total_steps:
-                    row.update(summarize({"eval_return": self.evaluate(state, step)}))
+                if due(c.eval_every) or step >= until:
+                    last_eval = (step, self.evaluate(state, step))
+                    row.update(summarize({"eval_return": last_eval[1]}))
                 logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
-                if due(c.checkpoint_every) or step >= self.total_steps:
+                if due(c.checkpoint_every) or step >= until:
                     checkpoint.save(mngr, step, state)
         finally:
             logger.close()
-        final = self.evaluate(state, step)
+        final = last_eval[1] if last_eval[0] == step else self.evaluate(state, step)
         results = {
             "env": c.env,
             "env_steps_per_seed": step,
