@@ -1,0 +1,1 @@
+from rlgen.gen import diffusion, edm  # noqa: F401
