@@ -17,8 +17,18 @@ from rlgen.train import checkpoint
 from rlgen.train.health import NonFiniteError
 from rlgen.train.runner import OnlineConfig, OnlineRun
 
-SMALL = dict(env="hopper", backend="mujoco", hidden=(16, 16), batch_size=32, buffer_size=2_000,
-             warmup=100, chunk=50, eval_every=0, eval_episodes=1, progress=False)
+SMALL = dict(
+    env="hopper",
+    backend="mujoco",
+    hidden=(16, 16),
+    batch_size=32,
+    buffer_size=2_000,
+    warmup=100,
+    chunk=50,
+    eval_every=0,
+    eval_episodes=1,
+    progress=False,
+)
 
 
 def assert_trees_equal(a, b):
@@ -31,9 +41,20 @@ def assert_trees_equal(a, b):
 def test_sac_learns_hopper_well_above_random(tmp_path):
     """Uniform random actions score about 18 on Hopper-v5 (see the warm-up's train_return);
     a working SAC passes 100 within 3k steps on 2 seeds, a broken one stays near random."""
-    config = OnlineConfig(env="hopper", backend="mujoco", seeds=2, steps=3_000, warmup=1_000,
-                          chunk=500, eval_every=0, eval_episodes=3, buffer_size=10_000,
-                          hidden=(64, 64), run_dir=str(tmp_path), progress=False)
+    config = OnlineConfig(
+        env="hopper",
+        backend="mujoco",
+        seeds=2,
+        steps=3_000,
+        warmup=1_000,
+        chunk=500,
+        eval_every=0,
+        eval_episodes=3,
+        buffer_size=10_000,
+        hidden=(64, 64),
+        run_dir=str(tmp_path),
+        progress=False,
+    )
     results = OnlineRun(config).run()
     assert min(results["final_eval_return_per_seed"]) > 100, results
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
@@ -42,8 +63,9 @@ def test_sac_learns_hopper_well_above_random(tmp_path):
 
 
 def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
-    config = OnlineConfig(**SMALL, seeds=2, steps=250, utd=2, checkpoint_every=50,
-                          run_dir=str(tmp_path / "a"))
+    config = OnlineConfig(
+        **SMALL, seeds=2, steps=250, utd=2, checkpoint_every=50, run_dir=str(tmp_path / "a")
+    )
     straight = OnlineRun(config)
     straight.run()
     interrupted = OnlineRun(dataclasses.replace(config, run_dir=str(tmp_path / "b")))
@@ -66,8 +88,7 @@ class NaNAfter:
 
 
 def test_non_finite_loss_stops_naming_seed_step_and_quantity(tmp_path):
-    config = OnlineConfig(**SMALL, seeds=2, steps=300, checkpoint_every=50,
-                          run_dir=str(tmp_path))
+    config = OnlineConfig(**SMALL, seeds=2, steps=300, checkpoint_every=50, run_dir=str(tmp_path))
     base = OnlineRun(config).agent
     run = OnlineRun(config, agent=NaNAfter(base, 60))
     with pytest.raises(NonFiniteError, match=r"'critic_loss' in seed 0 at env step 200"):
@@ -95,8 +116,12 @@ def test_sharded_and_unsharded_runs_agree():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         print("AGREE")
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=600)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0 and "AGREE" in out.stdout, out.stderr[-3000:]

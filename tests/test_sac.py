@@ -38,8 +38,9 @@ def test_subset_min_is_min_over_a_random_subset_without_replacement():
 def test_td_target_by_hand_with_zeroed_target_critic():
     state = sac.init(jax.random.key(0), CONFIG)
     zero_q = jax.tree.map(jnp.zeros_like, state.target_critic)  # Q_target == 0 everywhere
-    state = state.replace(target_critic=zero_q, log_alpha=state.log_alpha.replace(
-        params=jnp.log(0.5)))
+    state = state.replace(
+        target_critic=zero_q, log_alpha=state.log_alpha.replace(params=jnp.log(0.5))
+    )
     batch = random_batch(jax.random.key(1), (8,))
     key = jax.random.key(2)
     target = sac.td_target(CONFIG, state, batch, key)
@@ -64,8 +65,9 @@ def test_actor_loss_formula():
     state = sac.init(jax.random.key(0), CONFIG)
     batch = random_batch(jax.random.key(1), (8,))
     key = jax.random.key(3)
-    loss, _ = sac.actor_loss(CONFIG, state.actor.params, state.critic.params, jnp.log(0.2),
-                             batch, key)
+    loss, _ = sac.actor_loss(
+        CONFIG, state.actor.params, state.critic.params, jnp.log(0.2), batch, key
+    )
     action, logp = sac.sample_action(CONFIG, state.actor.params, batch.obs, key)
     q = sac.networks(CONFIG)[1].apply(state.critic.params, batch.obs, action).min(axis=0)
     assert float(loss) == pytest.approx(float(jnp.mean(0.2 * logp - q)), rel=1e-5)
@@ -81,11 +83,13 @@ def test_update_scans_utd_critic_steps_then_one_actor_step():
     for i, k in enumerate(jax.random.split(k_critic, 3)):
         ref, _ = sac.update_critic(CONFIG, ref, jax.tree.map(lambda x, i=i: x[i], batches), k)
     ref, _ = sac.update_actor(CONFIG, ref, jax.tree.map(lambda x: x[-1], batches), k_actor)
-    for a, b in zip(jax.tree.leaves(new.critic.params), jax.tree.leaves(ref.critic.params),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(new.critic.params), jax.tree.leaves(ref.critic.params), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(new.actor.params), jax.tree.leaves(ref.actor.params),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(new.actor.params), jax.tree.leaves(ref.actor.params), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert int(new.step) == 1 and np.isfinite(float(metrics["critic_loss"]))
     # the temperature moved towards the entropy target
@@ -99,9 +103,17 @@ def test_vmap_over_seeds_and_learning_rates():
     states = jax.vmap(lambda k, hp: sac.init(k, CONFIG, hp))(keys, hps)
     batches = jax.vmap(lambda k: random_batch(k, (2, 8)))(keys)
     new, _ = jax.vmap(lambda s, b, k: sac.update(CONFIG, s, b, k))(states, batches, keys)
-    moved = [max(float(jnp.abs(a - b)[i].max()) for a, b in zip(
-        jax.tree.leaves(new.critic.params), jax.tree.leaves(states.critic.params), strict=True))
-        for i in range(3)]
+    moved = [
+        max(
+            float(jnp.abs(a - b)[i].max())
+            for a, b in zip(
+                jax.tree.leaves(new.critic.params),
+                jax.tree.leaves(states.critic.params),
+                strict=True,
+            )
+        )
+        for i in range(3)
+    ]
     assert moved[0] == 0.0 and 0 < moved[1] < moved[2]
 
 

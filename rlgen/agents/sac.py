@@ -162,9 +162,7 @@ def update_actor(config: Config, state: State, batch: Transition, key: jax.Array
     actor = adam_step(state.actor, grads, state.hp.actor_lr)
     target_entropy = -state.hp.target_entropy_scale * config.action_dim
     logp = jax.lax.stop_gradient(metrics.pop("logp"))
-    alpha_grad = jax.grad(lambda la: -(la * (logp + target_entropy)).mean())(
-        state.log_alpha.params
-    )
+    alpha_grad = jax.grad(lambda la: -(la * (logp + target_entropy)).mean())(state.log_alpha.params)
     log_alpha = adam_step(state.log_alpha, alpha_grad, state.hp.alpha_lr)
     metrics["alpha"] = jnp.exp(log_alpha.params)
     return state.replace(actor=actor, log_alpha=log_alpha), metrics
@@ -197,7 +195,9 @@ def make_agent(config: Config, hp: HParams | None = None) -> Agent:
         name="sac",
         init=functools.partial(init, config=config, hp=hp),
         update=functools.partial(update, config),
-        act=lambda state, obs, key, deterministic=False: act(config, state, obs, key, deterministic),
+        act=lambda state, obs, key, deterministic=False: act(
+            config, state, obs, key, deterministic
+        ),
         obs_dim=config.obs_dim,
         action_dim=config.action_dim,
     )

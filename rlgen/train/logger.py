@@ -34,14 +34,19 @@ class Logger:
         self.bar = tqdm(total=total_steps, unit="step", disable=not progress, dynamic_ncols=True)
         self.last_time = time.perf_counter()
 
-    def log(self, step: int, row: dict[str, float], new_steps: int, new_updates: int,
-            seeds: int = 1) -> None:
+    def log(
+        self, step: int, row: dict[str, float], new_steps: int, new_updates: int, seeds: int = 1
+    ) -> None:
         """Record ``row`` at per-seed env step ``step``; rates are aggregated over seeds."""
         now = time.perf_counter()
         elapsed = max(now - self.last_time, 1e-9)
         self.last_time = now
-        row = {"env_steps": step, **row,
-               "env_steps_per_s": new_steps * seeds / elapsed, "updates_per_s": new_updates / elapsed}
+        row = {
+            "env_steps": step,
+            **row,
+            "env_steps_per_s": new_steps * seeds / elapsed,
+            "updates_per_s": new_updates / elapsed,
+        }
         self.jsonl.write(json.dumps(row) + "\n")
         self.jsonl.flush()
         self._write_csv(row)

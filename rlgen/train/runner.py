@@ -36,12 +36,14 @@ class OnlineConfig:
     """Online SAC over vmapped seeds (``rlgen train sac``)."""
 
     env: str = _help("task: hopper, halfcheetah, walker2d or ant", default="hopper")
-    backend: str = _help("physics: auto (MJX on GPU, C MuJoCo on CPU), mjx or mujoco",
-                         default="auto")
+    backend: str = _help(
+        "physics: auto (MJX on GPU, C MuJoCo on CPU), mjx or mujoco", default="auto"
+    )
     seeds: int = _help("independent seeds, vmapped and sharded over devices", default=1)
     seed: int = _help("base random seed; seed i uses fold_in(seed, i)", default=0)
-    steps: int = _help("env steps per seed, warm-up included (rounded up to whole chunks)",
-                       default=100_000)
+    steps: int = _help(
+        "env steps per seed, warm-up included (rounded up to whole chunks)", default=100_000
+    )
     warmup: int = _help("initial env steps per seed with uniform random actions", default=5_000)
     num_envs: int = _help("parallel envs per seed (transitions per block)", default=1)
     utd: int = _help("critic updates per env step (update-to-data ratio)", default=1)
@@ -50,12 +52,12 @@ class OnlineConfig:
     chunk: int = _help("blocks per compiled chunk between host logs", default=1_000)
     eval_every: int = _help("env steps between evaluations (0: only at the end)", default=10_000)
     eval_episodes: int = _help("deterministic evaluation episodes per seed", default=10)
-    checkpoint_every: int = _help("env steps between checkpoints (0: only at the end)",
-                                  default=50_000)
+    checkpoint_every: int = _help(
+        "env steps between checkpoints (0: only at the end)", default=50_000
+    )
     num_critics: int = _help("critic ensemble size (2: SAC, 10: REDQ-style)", default=2)
     target_subset: int = _help("critics in the random min of the target", default=2)
-    critic_layer_norm: bool = _help("LayerNorm in the critics (helps at high UTD)",
-                                    default=False)
+    critic_layer_norm: bool = _help("LayerNorm in the critics (helps at high UTD)", default=False)
     hidden: tuple[int, ...] = _help("hidden widths of actor and critics", default=(256, 256))
     actor_lr: float = _help("actor learning rate", default=3e-4)
     critic_lr: float = _help("critic learning rate", default=3e-4)
@@ -66,8 +68,18 @@ class OnlineConfig:
     progress: bool = _help("show a progress bar", default=True)
 
     def __post_init__(self):
-        positive = ("seeds", "steps", "num_envs", "utd", "batch_size", "buffer_size", "chunk",
-                    "eval_episodes", "num_critics", "target_subset")
+        positive = (
+            "seeds",
+            "steps",
+            "num_envs",
+            "utd",
+            "batch_size",
+            "buffer_size",
+            "chunk",
+            "eval_episodes",
+            "num_critics",
+            "target_subset",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -80,11 +92,18 @@ class OnlineConfig:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
 
     def sac_agent(self, obs_dim: int, action_dim: int) -> Agent:
-        config = sac.Config(obs_dim, action_dim, tuple(self.hidden), self.num_critics,
-                            self.target_subset, self.critic_layer_norm,
-                            "mean" if self.num_critics > 2 else "min")
-        hp = sac.HParams(actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma,
-                         tau=self.tau)
+        config = sac.Config(
+            obs_dim,
+            action_dim,
+            tuple(self.hidden),
+            self.num_critics,
+            self.target_subset,
+            self.critic_layer_norm,
+            "mean" if self.num_critics > 2 else "min",
+        )
+        hp = sac.HParams(
+            actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma, tau=self.tau
+        )
         return sac.make_agent(config, hp)
 
 
@@ -126,8 +145,10 @@ class OnlineRun:
             run, metrics = train_chunk(run, agent, vec_env, loop, c.chunk)
             metrics["train_return"] = run.finished_return_sum / jnp.maximum(run.finished_count, 1)
             metrics["episodes"] = run.finished_count.astype(jnp.float32)
-            run = run.replace(finished_return_sum=jnp.zeros_like(run.finished_return_sum),
-                              finished_count=jnp.zeros_like(run.finished_count))
+            run = run.replace(
+                finished_return_sum=jnp.zeros_like(run.finished_return_sum),
+                finished_count=jnp.zeros_like(run.finished_count),
+            )
             return run, metrics, health.finite_flags(metrics, run.agent)
 
         def evaluate_seed(agent_state, key):
@@ -136,7 +157,9 @@ class OnlineRun:
         self.init_fn = jax.jit(jax.vmap(init), **shard)
         self.warmup_fn = jax.jit(
             jax.vmap(functools.partial(warmup_chunk, env=vec_env, num_blocks=self.warmup_blocks)),
-            donate_argnums=0, **shard)
+            donate_argnums=0,
+            **shard,
+        )
         self.train_fn = jax.jit(jax.vmap(train), donate_argnums=0)
         self.eval_fn = jax.jit(jax.vmap(evaluate_seed))
 
@@ -183,12 +206,11 @@ class OnlineRun:
                 prev, step = step, int(np.asarray(state.env_steps)[0])
                 health.check(jax.device_get(flags), step)
                 row = summarize(jax.device_get(metrics))
-                due = lambda every: every and step // every > prev // every  # noqa: E731
-                if due(c.eval_every) or step >= until:
+                if _crossed(c.eval_every, prev, step) or step >= until:
                     last_eval = (step, self.evaluate(state, step))
                     row.update(summarize({"eval_return": last_eval[1]}))
                 logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
-                if due(c.checkpoint_every) or step >= until:
+                if _crossed(c.checkpoint_every, prev, step) or step >= until:
                     checkpoint.save(mngr, step, state)
         finally:
             logger.close()
@@ -203,6 +225,11 @@ class OnlineRun:
         _write_json(self.run_dir / "results.json", results)
         self.state = state
         return results
+
+
+def _crossed(every: int, prev: int, step: int) -> bool:
+    """Whether a multiple of ``every`` (0: never) lies in (prev, step]."""
+    return bool(every) and step // every > prev // every
 
 
 def _write_json(path: Path, obj) -> None:

@@ -1,0 +1,64 @@
+"""The ``rlgen`` command: ``rlgen train sac ...``, ``rlgen demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlgen import config as flags
+
+
+def _train_sac(args: argparse.Namespace) -> None:
+    from rlgen.train.runner import OnlineConfig, OnlineRun, enable_compilation_cache
+
+    enable_compilation_cache()
+    results = OnlineRun(flags.from_arguments(OnlineConfig, args)).run()
+    print(
+        f"final evaluation return per seed: "
+        f"{[round(r, 1) for r in results['final_eval_return_per_seed']]}"
+    )
+    print(f"wall time {results['wall_time_s']:.1f} s; run directory {args.run_dir}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from rlgen import demo
+    from rlgen.train.runner import enable_compilation_cache
+
+    enable_compilation_cache()
+    demo.run(args.out, args.scale, progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlgen.train.runner import OnlineConfig
+
+    parser = argparse.ArgumentParser(prog="rlgen", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="online training")
+    algos = train.add_subparsers(dest="algo", required=True)
+    sac = algos.add_parser(
+        "sac",
+        help="SAC with a critic ensemble over vmapped seeds",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    flags.add_arguments(sac, OnlineConfig)
+    sac.set_defaults(func=_train_sac)
+
+    demo = commands.add_parser("demo", help="the main job on a small default")
+    demo.add_argument("--out", default="results/demo", help="output directory")
+    demo.add_argument("--scale", default="auto", help="auto, ci, cpu or gpu")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as err:  # bad config values: one clear line, not a traceback
+        sys.exit(f"rlgen: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

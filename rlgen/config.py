@@ -1,0 +1,50 @@
+"""Command-line flags generated from config dataclasses (help text from field metadata)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per field of dataclass ``cls``; ``field.metadata['help']`` explains it."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata.get('help', '')} "
+        if kind is bool:
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=field.default,
+                help=help_text,
+            )
+        elif typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                type=item,
+                nargs="+",
+                default=field.default,
+                help=help_text,
+                metavar="N",
+            )
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not types.NoneType), kind)
+            parser.add_argument(
+                flag, dest=field.name, type=base, default=field.default, help=help_text
+            )
+
+
+def from_arguments(cls: type, args: argparse.Namespace, **overrides):
+    """Build ``cls`` from parsed arguments (tuples restored), then apply ``overrides``."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        value = getattr(args, field.name)
+        values[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**{**values, **overrides})
