@@ -179,7 +179,7 @@ def main() -> None:
     args.chunk_size = args.num_samples
     args.repeats = 2 if quick else 3
     args.fidelity_width = 64 if quick else 1024
-    args.fidelity_steps = 300 if quick else 10_000
+    args.fidelity_steps = 1500 if quick else 10_000
     args.eval_samples = 1000 if quick else 10_000
 
     jax.config.update("jax_compilation_cache_dir", ".jax_cache")
