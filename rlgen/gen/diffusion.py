@@ -8,7 +8,7 @@ normaliser and thresholded at 0.5 by ``unflatten``.
 Typical use::
 
     config = Config.for_transitions(obs_dim, action_dim, width=1024, num_train_steps=100_000)
-    state = fit_transitions(key, dataset, config)
+    state, metrics = fit_transitions(key, dataset, config)  # metrics: per-step loss, grad_norm
     synthetic = generate(state, key, 1_000_000)
 """
 
