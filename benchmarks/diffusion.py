@@ -7,49 +7,30 @@ Fidelity: one toy model (a 16-D two-component Gaussian mixture) trained per prec
 init and key; sample mean/covariance error and MMD against held-out data, and the RMS gap between
 samples of the fp32-trained weights drawn at each precision and at fp32 with the same key.
 
-    python benchmarks/diffusion.py                 # widths 1024, 2048 (for an accelerator)
-    python benchmarks/diffusion.py --quick         # tiny widths and counts, a CPU smoke run
+    python -m benchmarks.diffusion             # widths 1024, 2048 (for an accelerator)
+    python -m benchmarks.diffusion --quick     # tiny widths and counts, a CPU smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import platform
-import sys
-import time
-from pathlib import Path
 
-import flax
 import jax
 import jax.numpy as jnp
-import jaxlib
 import numpy as np
-import optax
 
+from benchmarks.common import print_table, time_call, write_results
 from rlgen.data import normalize
 from rlgen.gen import diffusion, edm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:
-    import torch_synther
+    from benchmarks import torch_synther
 except ImportError:  # torch is not installed
     torch_synther = None
 
 HOPPER_DIM = diffusion.flat_dim(11, 3)
-
-
-def timed(fn, repeats: int) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` runs, after one compile/warm-up run."""
-    jax.block_until_ready(fn())
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def forward_flops(params) -> float:
@@ -65,14 +46,14 @@ def bench_speed(width: int, precision: str, args) -> dict:
     sampler = edm.SamplerConfig(num_steps=args.sampler_steps)
     state = diffusion.init(jax.random.key(0), config)
     data = jax.random.normal(jax.random.key(1), (100_000, HOPPER_DIM))
-    train_s = timed(
+    train_s = time_call(
         lambda: diffusion.train(state, data, args.train_steps, args.batch_size), args.repeats
     )
-    sample_s = timed(
+    sample_s = time_call(
         lambda: diffusion.sample(
             state, jax.random.key(2), args.num_samples, args.chunk_size, sampler
         ),
-        args.repeats,
+        repeats=args.repeats,
     )
     flops = forward_flops(state.params)
     train_rate = args.train_steps / train_s
@@ -153,13 +134,10 @@ def bench_fidelity(precisions: list[str], args) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict], columns: list[str]) -> None:
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+def display(rows: list[dict], columns: list[str]) -> list[dict]:
+    """The given columns of ``rows``, floats to 4 significant digits, for ``print_table``."""
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else v
+    return [{c: fmt(r[c]) for c in columns if c in r} for r in rows]
 
 
 def main() -> None:
@@ -182,25 +160,20 @@ def main() -> None:
     args.fidelity_steps = 1500 if quick else 10_000
     args.eval_samples = 1000 if quick else 10_000
 
-    jax.config.update("jax_compilation_cache_dir", ".jax_cache")
-    device = jax.devices()[0]
-    meta = {
-        "device": f"{device.platform}:{device.device_kind}",
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "python": platform.python_version(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", ".jax_cache")
+    settings = {
         "quick": quick,
         "dim": HOPPER_DIM,
         "batch_size": args.batch_size,
+        "train_steps_timed": args.train_steps,
         "sampler_steps": args.sampler_steps,
         "num_samples": args.num_samples,
+        "repeats": args.repeats,
+        "matmul_precision": {p: diffusion.PRECISIONS[p][1] for p in args.precisions},
     }
-    print(json.dumps(meta))
-
     use_torch = torch_synther is not None and not args.no_torch
+    peer_info = {}
     speed = []
     for width in args.widths:
         for precision in args.precisions:
@@ -216,7 +189,7 @@ def main() -> None:
                     args.sampler_steps,
                     args.repeats,
                 )
-                meta.update(torch=peer.pop("torch"), torch_device=peer.pop("torch_device"))
+                peer_info = {"torch": peer.pop("torch"), "torch_device": peer.pop("torch_device")}
                 row["torch_train_steps_per_s"] = peer["train_steps_per_s"]
                 row["torch_samples_per_s"] = peer["samples_per_s"]
                 row["train_speedup"] = row["train_steps_per_s"] / peer["train_steps_per_s"]
@@ -227,19 +200,17 @@ def main() -> None:
     if use_torch:
         columns += ["torch_train_steps_per_s", "torch_samples_per_s"]
         columns += ["train_speedup", "sample_speedup"]
-    print_table(speed, columns)
+    device = jax.devices()[0].device_kind
+    peer = f", PyTorch {peer_info['torch']} on {peer_info['torch_device']}" if use_torch else ""
+    print_table(display(speed, columns), f"SynthER denoiser speed on {device}{peer}")
 
     fidelity = bench_fidelity(args.precisions, args)
-    print(f"\nfidelity: width {args.fidelity_width}, {args.fidelity_steps} steps, 16-D mixture")
-    print_table(
-        fidelity,
-        ["precision", "mean_rms_err", "cov_rel_err", "mmd", "mmd_floor", "fp32_weights_rms_gap"],
-    )
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "speed": speed, "fidelity": fidelity}, indent=2))
-    print(f"wrote {out}")
+    columns = ["precision", "mean_rms_err", "cov_rel_err", "mmd", "mmd_floor"]
+    columns += ["fp32_weights_rms_gap"]
+    title = f"fidelity: width {args.fidelity_width}, {args.fidelity_steps} steps, 16-D mixture"
+    print_table(display(fidelity, columns), title)
+    settings.update(fidelity_width=args.fidelity_width, fidelity_steps=args.fidelity_steps)
+    write_results(args.out, "diffusion", speed, settings=settings, fidelity=fidelity, **peer_info)
 
 
 if __name__ == "__main__":

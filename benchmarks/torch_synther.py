@@ -123,7 +123,7 @@ def bench(
     sampler_steps: int,
     repeats: int,
 ) -> dict:
-    """Training steps/s and samples/s of the PyTorch peer (best of ``repeats`` after a warm-up)."""
+    """Training steps/s and samples/s of the PyTorch peer (median of ``repeats``, warmed up)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     trainer = Trainer(dim, width, precision, device, num_steps=100_000)
     data = torch.randn(100_000, dim, device=device)
@@ -135,13 +135,13 @@ def bench(
     def timed(fn):
         fn()
         _sync(device)
-        best = math.inf
+        times = []
         for _ in range(repeats):
             start = time.perf_counter()
             fn()
             _sync(device)
-            best = min(best, time.perf_counter() - start)
-        return best
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
 
     train_s = timed(train)
     sample_s = timed(lambda: trainer.sample(num_samples, sampler_steps))
