@@ -1,0 +1,198 @@
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from rlgen.agents import cql
+from rlgen.data.transition import Transition
+
+OBS, ACT, B = 3, 2, 16
+# Jitted once per static variant and shape: on a CPU, eager op-by-op dispatch compiles every op.
+PENALTY = jax.jit(cql.cql_penalty, static_argnames=("calibrated", "action_dim"))
+
+
+def _batch(seed, lead=(B,), mc_return=0.0):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda x: np.asarray(x, np.float32),
+        Transition(
+            obs=rng.normal(size=(*lead, OBS)),
+            action=rng.uniform(-1.0, 1.0, (*lead, ACT)),
+            reward=rng.normal(size=lead),
+            next_obs=rng.normal(size=(*lead, OBS)),
+            terminal=np.zeros(lead),
+            truncated=np.zeros(lead),
+            mc_return=np.full(lead, mc_return),
+        ),
+    )
+
+
+def _np_penalty(q_data, q_u, q_pi, lp_pi, q_next, lp_next, mc, calibrated, d, temp=1.0):
+    q_data, q_u, q_pi, lp_pi, q_next, lp_next, mc = (
+        np.asarray(x, np.float64) for x in (q_data, q_u, q_pi, lp_pi, q_next, lp_next, mc)
+    )
+    if calibrated:
+        q_pi, q_next = np.maximum(q_pi, mc[:, None]), np.maximum(q_next, mc[:, None])
+    cat = np.concatenate([q_u - np.log(0.5**d), q_pi - lp_pi, q_next - lp_next], -1)
+    return (temp * logsumexp(cat / temp, axis=-1) - q_data).mean(-1)
+
+
+def _random_q(seed, k=2, n=5):
+    rng = np.random.default_rng(seed)
+    shapes = [(k, B), (k, B, n), (k, B, n), (B, n), (k, B, n), (B, n), (B,)]
+    return tuple(rng.normal(size=shape).astype(np.float32) for shape in shapes)
+
+
+def test_calibration_bound_applied_exactly_where_q_is_below_mc_return():
+    q = jnp.array([[[1.0, -2.0, 0.5], [3.0, 4.0, -1.0]], [[0.0, 0.2, 9.0], [-5.0, 2.0, 2.5]]])
+    mc_return = jnp.array([0.3, 2.5])
+    bounded = cql.calibrate(q, mc_return)
+    expected = np.array([[[1.0, 0.3, 0.5], [3.0, 4.0, 2.5]], [[0.3, 0.3, 9.0], [2.5, 2.5, 2.5]]])
+    np.testing.assert_array_equal(bounded, expected.astype(np.float32))
+    changed = np.asarray(bounded != q)
+    np.testing.assert_array_equal(changed, np.asarray(q < mc_return[:, None]))
+
+
+def test_penalty_bounds_policy_samples_only_and_matches_numpy():
+    q_data = jnp.array([[1.0, 0.0]])
+    q_uniform = jnp.array([[[-3.0, -2.0], [-4.0, 0.5]]])  # below mc_return: must stay unbounded
+    q_pi = jnp.array([[[-1.0, 2.0], [0.0, -0.5]]])
+    q_next = jnp.array([[[0.5, 0.1], [3.0, -2.0]]])
+    logp_pi = jnp.array([[0.2, -0.3], [1.0, 0.0]])
+    logp_next = jnp.array([[-1.0, 0.4], [0.3, 0.3]])
+    mc_return = jnp.array([0.0, 1.0])
+    args = (q_data, q_uniform, q_pi, logp_pi, q_next, logp_next, mc_return)
+    penalty, rate = PENALTY(*args, calibrated=True, action_dim=ACT)
+    np.testing.assert_allclose(penalty, _np_penalty(*args, True, ACT), rtol=1e-6)
+    # Bounding the uniform samples too would change the result.
+    raised = (q_data, cql.calibrate(q_uniform, mc_return), *args[2:])
+    assert not np.allclose(penalty, _np_penalty(*raised, True, ACT))
+    # Policy-sampled values below mc_return: -1 (row 0); 0, -0.5 (row 1); -2 (row 1, next).
+    assert float(rate) == pytest.approx(4 / 8)
+
+
+@pytest.mark.parametrize("temp", [1.0, 0.5])
+def test_penalty_matches_numpy_on_random_values(temp):
+    args = _random_q(0)
+    for calibrated in (True, False):
+        penalty, _ = PENALTY(*args, calibrated=calibrated, action_dim=ACT, temp=temp)
+        assert penalty.shape == (2,)
+        expected = _np_penalty(*args, calibrated, ACT, temp)
+        np.testing.assert_allclose(penalty, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_uncalibrated_penalty_is_plain_cql():
+    q_data, q_u, q_pi, lp_pi, q_next, lp_next, _ = _random_q(1)
+    high = jnp.full((B,), 100.0)  # would dominate everything if it were applied
+    plain, rate = PENALTY(q_data, q_u, q_pi, lp_pi, q_next, lp_next, high, False, ACT)
+    direct = logsumexp(
+        np.concatenate([q_u + ACT * math.log(2.0), q_pi - lp_pi, q_next - lp_next], -1), axis=-1
+    )
+    np.testing.assert_allclose(plain, (direct - np.asarray(q_data)).mean(-1), rtol=1e-5)
+    assert float(rate) == 1.0  # reported, not applied
+    calibrated, _ = PENALTY(q_data, q_u, q_pi, lp_pi, q_next, lp_next, high, True, ACT)
+    assert np.all(np.asarray(calibrated) > 90.0)
+
+
+def test_max_target_backup_on_hand_built_values():
+    next_q = jnp.array(
+        [[[1.0, 5.0, 3.0], [0.0, -1.0, 2.0]], [[2.0, 4.0, 6.0], [1.0, -3.0, 0.5]]]
+    )  # (K=2, B=2, N=3): min over critics [[1, 4, 3], [0, -3, 0.5]]
+    next_logp = jnp.array([[0.1, 0.2, 0.3], [1.0, 2.0, 3.0]])
+    value = cql.backup_value(next_q, next_logp, 0.5, backup_entropy=False)
+    np.testing.assert_allclose(value, [4.0, 0.5])
+    value = cql.backup_value(next_q, next_logp, 0.5, backup_entropy=True)
+    np.testing.assert_allclose(value, [4.0 - 0.5 * 0.2, 0.5 - 0.5 * 3.0])
+    single = cql.backup_value(next_q[..., :1], next_logp[:, :1], 0.5, backup_entropy=False)
+    np.testing.assert_allclose(single, [1.0, 0.0])  # N = 1: the plain SAC backup
+
+
+# One config, one compiled init and one compiled (vmapped) update shared by the tests below: on
+# a CPU compiling dominates. Two states per call; hyperparameters vary along the same axis.
+CONFIG = cql.Config(OBS, ACT, hidden=(16, 16), num_samples=3, lagrange=True)
+STATE = jax.jit(lambda key: cql.init(key, CONFIG))(jax.random.key(0))
+UPDATE = jax.jit(jax.vmap(functools.partial(cql.update, CONFIG)))
+KEYS = jax.random.split(jax.random.key(0), 2)
+
+
+def _states(**hp):
+    """Two copies of STATE with per-copy hyperparameters ``hp`` (pairs of values)."""
+    states = jax.tree.map(lambda x: np.stack([x, x]), STATE)
+    return states.replace(
+        hp=states.hp.replace(**{k: np.asarray(v, np.float32) for k, v in hp.items()})
+    )
+
+
+def _stack(batch):
+    return jax.tree.map(lambda x: np.stack([x, x]), batch)
+
+
+def test_td_target_uses_max_backup_and_stops_at_terminal():
+    batch = _batch(1).replace(terminal=np.arange(B) % 2 * np.float32(1.0))
+    actions = np.random.default_rng(2).uniform(-1, 1, (B, 3, ACT)).astype(np.float32)
+    single = dataclasses.replace(CONFIG, max_target_backup=False)
+
+    @jax.jit
+    def targets_and_q():
+        logp = jnp.zeros((B, 3))
+        next_q = cql.q_at(CONFIG, STATE.target_critic, batch.next_obs, actions).min(0)
+        max_backup = cql.td_target(CONFIG, STATE, batch, actions, logp)
+        return max_backup, cql.td_target(single, STATE, batch, actions, logp), next_q
+
+    max_backup, first_action, next_q = targets_and_q()
+    not_done = 0.99 * (1 - batch.terminal)
+    np.testing.assert_allclose(max_backup, batch.reward + not_done * next_q.max(-1), rtol=1e-6)
+    np.testing.assert_allclose(first_action, batch.reward + not_done * next_q[:, 0], rtol=1e-6)
+    np.testing.assert_array_equal(max_backup[1::2], batch.reward[1::2])
+
+
+def test_lagrange_alpha_prime_follows_the_gap():
+    state = STATE.replace(hp=STATE.hp.replace(target_gap=jnp.float32(1.0)))
+    step = jax.jit(cql.update_alpha_prime)
+    up, down = step(state, jnp.array([3.0, 2.0])), step(state, jnp.array([0.5, 0.0]))
+    assert float(cql.alpha_prime(up)) > float(cql.alpha_prime(state)) > float(cql.alpha_prime(down))
+    # Through ``update``: the penalty at init (a few units) is far above -100 and below 100.
+    states = _states(target_gap=[-100.0, 100.0])
+    new, metrics = UPDATE(states, _stack(_batch(1, (2, B))), KEYS)
+    change = np.asarray(new.log_alpha_prime.params) - np.asarray(states.log_alpha_prime.params)
+    assert change[0] > 0 > change[1]
+
+
+def test_calibration_rate_metric_and_bound_through_update():
+    low = _batch(1, (2, B), mc_return=-1e3)
+    high = low.replace(mc_return=-low.mc_return)
+    _, metrics = UPDATE(_states(), jax.tree.map(lambda a, b: np.stack([a, b]), low, high), KEYS)
+    np.testing.assert_array_equal(metrics["calibration_rate"], [0.0, 1.0])
+    assert float(metrics["penalty"][1]) > 900.0 > float(metrics["penalty"][0])
+
+
+def test_update_on_stacks_vmapped_over_seeds_and_hparams():
+    states = _states(cql_alpha=[0.0, 5.0])
+    batches = _stack(_batch(1, (2, B)))
+    out, metrics = UPDATE(states, batches, KEYS)
+    np.testing.assert_array_equal(out.step, [1, 1])
+    assert all(np.all(np.isfinite(v)) for v in metrics.values())
+    assert metrics["cql_weight"][0] == 0.0 and metrics["cql_weight"][1] > 4.9
+    again, _ = UPDATE(states, batches, KEYS)
+    same = jax.tree.map(np.array_equal, out.critic.params, again.critic.params)
+    assert all(jax.tree.leaves(same)), "same key must give the same result"
+    moved = jax.tree.map(np.array_equal, out.target_critic, states.target_critic)
+    assert not any(jax.tree.leaves(moved)), "the target critic follows the critic"
+    act = jax.jit(functools.partial(cql.act, CONFIG), static_argnames="deterministic")
+    new = jax.tree.map(lambda x: np.asarray(x)[0], out)
+    for obs in (jnp.zeros((5, OBS)), jnp.zeros(OBS)):
+        action = act(new, obs, jax.random.key(0))
+        assert action.shape == (*obs.shape[:-1], ACT) and float(jnp.abs(action).max()) <= 1.0
+        assert act(new, obs, None, deterministic=True).shape == action.shape
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="num_samples"):
+        cql.Config(OBS, ACT, num_samples=0)
+    with pytest.raises(ValueError, match="do not match"):
+        cql.update(CONFIG, None, Transition.zeros(OBS + 1, ACT, (B,)), None)
