@@ -1,0 +1,213 @@
+"""IQL (implicit Q-learning, Kostrikov et al. 2022).
+
+Three losses, applied in this order on each batch (as the reference code):
+- value: expectile regression of V(s) onto min_k Q_target(s, a) with expectile ``expectile``;
+- actor: advantage-weighted regression, -E[min(exp(beta (min_k Q_target(s, a) - V(s))), 100)
+  log pi(a|s)] over dataset actions;
+- critic: Q_k(s, a) onto r + gamma (1 - terminal) V(s'), then a Polyak target update.
+
+The policy is the tanh-Gaussian shared with SAC / Cal-QL (``nets.TanhGaussianPolicy``): its
+samples stay in [-1, 1] for online fine-tuning and its parameters can seed a SAC-style actor.
+The tanh Jacobian in log pi(a|s) does not depend on the parameters, so the actor gradient is
+a weighted Gaussian fit to atanh(a) (dataset actions are clipped to 1 - 1e-6 first).
+
+``update`` takes a (B,) batch or a (U, B) stack, scanning U full IQL steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rlgen import nets
+from rlgen.agents.common import Agent, Optimized, adam_step, polyak
+from rlgen.data.transition import Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static IQL settings (shapes and architecture)."""
+
+    obs_dim: int
+    action_dim: int
+    hidden: tuple[int, ...] = (256, 256)
+    num_critics: int = 2
+    layer_norm: bool = False  # on critic and value hidden layers
+    actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many steps
+
+    def __post_init__(self):
+        if self.obs_dim <= 0 or self.action_dim <= 0:
+            raise ValueError(f"obs_dim and action_dim must be positive, got {self}")
+        if self.num_critics < 1:
+            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
+        if self.actor_decay_steps < 0:
+            raise ValueError(f"actor_decay_steps must be >= 0, got {self.actor_decay_steps}")
+
+
+@flax.struct.dataclass
+class HParams:
+    """Hyperparameters a sweep may vmap over (defaults: the IQL paper, locomotion)."""
+
+    actor_lr: jax.Array = 3e-4
+    critic_lr: jax.Array = 3e-4
+    value_lr: jax.Array = 3e-4
+    gamma: jax.Array = 0.99
+    tau: jax.Array = 5e-3
+    expectile: jax.Array = 0.7  # AntMaze: 0.9
+    beta: jax.Array = 3.0  # inverse temperature of the advantage weights; AntMaze: 10
+    max_weight: jax.Array = 100.0
+
+
+@flax.struct.dataclass
+class State:
+    actor: Optimized
+    critic: Optimized
+    target_critic: dict
+    value: Optimized
+    hp: HParams
+    step: jax.Array
+
+
+def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble, nets.ValueNet]:
+    actor = nets.TanhGaussianPolicy(config.action_dim, config.hidden)
+    critic = nets.QEnsemble(config.hidden, config.num_critics, config.layer_norm)
+    value = nets.ValueNet(config.hidden, config.layer_norm)
+    return actor, critic, value
+
+
+def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
+    hp = HParams() if hp is None else hp
+    hp = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+    actor, critic, value = networks(config)
+    k_actor, k_critic, k_value = jax.random.split(key, 3)
+    obs = jnp.zeros((1, config.obs_dim))
+    act = jnp.zeros((1, config.action_dim))
+    critic_params = critic.init(k_critic, obs, act)
+    return State(
+        actor=Optimized.create(actor.init(k_actor, obs)),
+        critic=Optimized.create(critic_params),
+        target_critic=critic_params,
+        value=Optimized.create(value.init(k_value, obs)),
+        hp=hp,
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def act(config: Config, state: State, obs: jax.Array, key: jax.Array, deterministic: bool = False):
+    """Actions for a batch of observations: sampled, or tanh(mean) when ``deterministic``."""
+    mean, log_std = networks(config)[0].apply(state.actor.params, obs)
+    if deterministic:
+        return jnp.tanh(mean)
+    return nets.tanh_gaussian_sample(key, mean, log_std)[0]
+
+
+def expectile_loss(diff: jax.Array, expectile: jax.Array) -> jax.Array:
+    """mean |expectile - 1(diff < 0)| diff^2, with diff = Q - V."""
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff**2).mean()
+
+
+def advantage_weights(adv: jax.Array, beta: jax.Array, max_weight: jax.Array) -> jax.Array:
+    """min(exp(beta * A), max_weight) (an overflow to inf is clipped too)."""
+    return jnp.minimum(jnp.exp(beta * adv), max_weight)
+
+
+def value_loss(config: Config, value_params, state: State, batch: Transition):
+    """Expectile regression of V(s) onto min_k Q_target(s, a)."""
+    _, critic, value = networks(config)
+    q = critic.apply(state.target_critic, batch.obs, batch.action).min(axis=0)
+    v = value.apply(value_params, batch.obs)
+    loss = expectile_loss(q - v, state.hp.expectile)
+    return loss, {"value_loss": loss, "v_mean": v.mean()}
+
+
+def actor_lr(config: Config, state: State) -> jax.Array:
+    """The actor learning rate, cosine-decayed when ``actor_decay_steps`` > 0."""
+    if config.actor_decay_steps == 0:
+        return state.hp.actor_lr
+    progress = jnp.minimum(state.step / config.actor_decay_steps, 1.0)
+    return state.hp.actor_lr * 0.5 * (1.0 + jnp.cos(math.pi * progress))
+
+
+def actor_loss(config: Config, actor_params, state: State, batch: Transition):
+    """-E[w(s, a) log pi(a|s)] with clipped weights w = min(exp(beta A(s, a)), max_weight)."""
+    actor, critic, value = networks(config)
+    q = critic.apply(state.target_critic, batch.obs, batch.action).min(axis=0)
+    adv = q - value.apply(state.value.params, batch.obs)
+    weights = advantage_weights(adv, state.hp.beta, state.hp.max_weight)
+    mean, log_std = actor.apply(actor_params, batch.obs)
+    logp = nets.tanh_gaussian_log_prob(mean, log_std, batch.action)
+    loss = -(weights * logp).mean()
+    return loss, {"actor_loss": loss, "adv_mean": adv.mean(), "weight_mean": weights.mean()}
+
+
+def q_target(config: Config, state: State, batch: Transition) -> jax.Array:
+    """r + gamma (1 - terminal) V(s')."""
+    next_v = networks(config)[2].apply(state.value.params, batch.next_obs)
+    return batch.reward + state.hp.gamma * (1.0 - batch.terminal) * next_v
+
+
+def critic_loss(config: Config, critic_params, batch: Transition, target: jax.Array):
+    """Sum over critics of the mean squared error to ``target``."""
+    q = networks(config)[1].apply(critic_params, batch.obs, batch.action)
+    loss = ((q - target) ** 2).mean(axis=-1).sum()
+    return loss, {"critic_loss": loss, "q_mean": q.mean()}
+
+
+def update_step(config: Config, state: State, batch: Transition):
+    """One IQL step on a (B,) batch: value, actor, critic, then the target critic."""
+    grads, v_metrics = jax.grad(lambda p: value_loss(config, p, state, batch), has_aux=True)(
+        state.value.params
+    )
+    state = state.replace(value=adam_step(state.value, grads, state.hp.value_lr))
+
+    grads, a_metrics = jax.grad(lambda p: actor_loss(config, p, state, batch), has_aux=True)(
+        state.actor.params
+    )
+    state = state.replace(actor=adam_step(state.actor, grads, actor_lr(config, state)))
+
+    target = q_target(config, state, batch)
+    grads, c_metrics = jax.grad(lambda p: critic_loss(config, p, batch, target), has_aux=True)(
+        state.critic.params
+    )
+    critic = adam_step(state.critic, grads, state.hp.critic_lr)
+    state = state.replace(
+        critic=critic,
+        target_critic=polyak(state.target_critic, critic.params, state.hp.tau),
+        step=state.step + 1,
+    )
+    return state, {**v_metrics, **a_metrics, **c_metrics}
+
+
+def update(config: Config, state: State, batches: Transition, key: jax.Array | None = None):
+    """IQL steps over a (B,) batch or a (U, B) stack (scanned); metrics of the last step.
+
+    IQL is deterministic given the data; ``key`` is accepted for the common agent signature.
+    """
+    del key
+    if batches.obs.shape[-1] != config.obs_dim or batches.action.shape[-1] != config.action_dim:
+        raise ValueError(
+            f"batch obs/action dims {batches.obs.shape[-1]}/{batches.action.shape[-1]} do not "
+            f"match config {config.obs_dim}/{config.action_dim}"
+        )
+    if batches.reward.ndim == 1:
+        return update_step(config, state, batches)
+    state, metrics = jax.lax.scan(lambda s, b: update_step(config, s, b), state, batches)
+    return state, jax.tree.map(lambda x: x[-1], metrics)
+
+
+def make_agent(config: Config, hp: HParams | None = None) -> Agent:
+    """IQL as an :class:`Agent` for the runners."""
+    return Agent(
+        name="iql",
+        init=functools.partial(init, config=config, hp=hp),
+        update=functools.partial(update, config),
+        act=functools.partial(act, config),
+        obs_dim=config.obs_dim,
+        action_dim=config.action_dim,
+    )

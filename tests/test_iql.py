@@ -1,0 +1,110 @@
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlgen import nets
+from rlgen.agents import iql
+from rlgen.data.transition import Transition
+
+OBS, ACT, B = 3, 2, 16
+CONFIG = iql.Config(OBS, ACT, hidden=(16, 16))
+STATE = jax.jit(lambda key: iql.init(key, CONFIG))(jax.random.key(0))
+
+
+def _batch(seed, lead=(B,)):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda x: np.asarray(x, np.float32),
+        Transition(
+            obs=rng.normal(size=(*lead, OBS)),
+            action=rng.uniform(-1.0, 1.0, (*lead, ACT)),
+            reward=rng.normal(size=lead),
+            next_obs=rng.normal(size=(*lead, OBS)),
+            terminal=rng.integers(0, 2, lead),
+            truncated=np.zeros(lead),
+            mc_return=np.zeros(lead),
+        ),
+    )
+
+
+def test_expectile_loss_on_known_values():
+    diff = jnp.array([-1.0, 2.0])  # Q - V
+    # Weights 1 - 0.7 = 0.3 below, 0.7 above: (0.3 * 1 + 0.7 * 4) / 2.
+    assert float(iql.expectile_loss(diff, 0.7)) == pytest.approx(1.55)
+    assert float(iql.expectile_loss(diff, 0.5)) == pytest.approx(0.5 * float((diff**2).mean()))
+    # V below Q is penalised more with expectile > 0.5, so V is pushed up towards max Q.
+    grad_v = jax.grad(lambda v: iql.expectile_loss(jnp.array([1.0, -1.0]) - v, 0.9))(0.0)
+    assert float(grad_v) < 0
+
+
+def test_advantage_weights_are_clipped_at_100():
+    adv = jnp.array([-1.0, 0.0, 0.5, 2.0, 1e4])
+    weights = iql.advantage_weights(adv, 3.0, 100.0)
+    expected = [math.exp(-3.0), 1.0, math.exp(1.5), 100.0, 100.0]
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert float(weights[-1]) == 100.0 and np.all(np.isfinite(weights))
+
+
+def test_q_target_uses_v_of_next_obs_and_terminal():
+    batch = _batch(1)
+    state = STATE.replace(hp=STATE.hp.replace(gamma=jnp.float32(0.9)))
+    target = iql.q_target(CONFIG, state, batch)
+    next_v = iql.networks(CONFIG)[2].apply(state.value.params, batch.next_obs)
+    expected = batch.reward + 0.9 * (1.0 - batch.terminal) * next_v
+    np.testing.assert_allclose(target, expected, rtol=1e-6)
+    np.testing.assert_array_equal(target[batch.terminal == 1], batch.reward[batch.terminal == 1])
+    # Only s' enters: changing s leaves the target alone.
+    other_obs = batch.replace(obs=0 * batch.obs)
+    np.testing.assert_array_equal(iql.q_target(CONFIG, state, other_obs), target)
+
+
+def test_actor_loss_is_weighted_tanh_gaussian_log_likelihood():
+    batch = _batch(2)
+    loss, _ = iql.actor_loss(CONFIG, STATE.actor.params, STATE, batch)
+    actor, critic, value = iql.networks(CONFIG)
+    adv = critic.apply(STATE.target_critic, batch.obs, batch.action).min(0) - value.apply(
+        STATE.value.params, batch.obs
+    )
+    mean, log_std = actor.apply(STATE.actor.params, batch.obs)
+    logp = nets.tanh_gaussian_log_prob(mean, log_std, batch.action)
+    expected = -(np.minimum(np.exp(3.0 * adv), 100.0) * logp).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_cosine_actor_schedule():
+    config = iql.Config(OBS, ACT, hidden=(16, 16), actor_decay_steps=100)
+    at = lambda step: float(iql.actor_lr(config, STATE.replace(step=jnp.int32(step))))
+    assert at(0) == pytest.approx(3e-4)
+    assert at(50) == pytest.approx(1.5e-4)
+    assert at(100) == pytest.approx(0.0, abs=1e-12) and at(200) == pytest.approx(0.0, abs=1e-12)
+    assert float(iql.actor_lr(CONFIG, STATE.replace(step=jnp.int32(10**6)))) == pytest.approx(3e-4)
+
+
+def test_update_stack_vmapped_over_seeds_and_expectile():
+    states = jax.tree.map(lambda x: np.stack([x, x]), STATE)
+    states = states.replace(hp=states.hp.replace(expectile=np.array([0.5, 0.9], np.float32)))
+    batches = jax.tree.map(lambda x: np.stack([x, x]), _batch(3, (2, B)))
+    update = jax.jit(jax.vmap(functools.partial(iql.update, CONFIG)))
+    out, metrics = update(states, batches, jax.random.split(jax.random.key(0), 2))
+    np.testing.assert_array_equal(out.step, [2, 2])  # one IQL step per scanned batch
+    assert all(np.all(np.isfinite(v)) for v in metrics.values())
+    # Same data, different expectiles: the value nets diverge.
+    assert not all(np.array_equal(x[0], x[1]) for x in jax.tree.leaves(out.value.params))
+    single = jax.tree.map(lambda x: np.asarray(x)[0], out)
+    action = iql.act(CONFIG, single, np.zeros((4, OBS), np.float32), jax.random.key(1))
+    assert action.shape == (4, ACT) and float(jnp.abs(action).max()) <= 1.0
+    mean, _ = iql.networks(CONFIG)[0].apply(single.actor.params, np.zeros((4, OBS), np.float32))
+    np.testing.assert_allclose(
+        iql.act(CONFIG, single, np.zeros((4, OBS), np.float32), None, True), jnp.tanh(mean)
+    )
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="actor_decay_steps"):
+        iql.Config(OBS, ACT, actor_decay_steps=-1)
+    with pytest.raises(ValueError, match="do not match"):
+        iql.update(CONFIG, STATE, Transition.zeros(OBS, ACT + 1, (B,)))
