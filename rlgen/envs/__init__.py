@@ -5,10 +5,10 @@
     state = jax.jit(env.step)(state, action)
     batched = rlgen.envs.AutoReset(env)        # vmapped, resets finished envs itself
 
-`from_brax` / `from_playground` bring brax.envs and MuJoCo Playground envs to the same API.
+`from_brax` brings brax.envs and MuJoCo Playground envs to the same API.
 """
 
-from rlgen.envs.adapters import FromBrax, from_brax, from_playground
+from rlgen.envs.adapters import BraxAdapter, from_brax
 from rlgen.envs.base import Env, State
 from rlgen.envs.physics import resolve_backend
 from rlgen.envs.registry import ENVS, make
@@ -17,11 +17,10 @@ from rlgen.envs.wrappers import AutoReset
 __all__ = [
     "ENVS",
     "AutoReset",
+    "BraxAdapter",
     "Env",
-    "FromBrax",
     "State",
     "from_brax",
-    "from_playground",
     "make",
     "resolve_backend",
 ]

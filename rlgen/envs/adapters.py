@@ -15,7 +15,7 @@ import jax
 from rlgen.envs.base import Env, State, reset_info, time_limit
 
 
-class FromBrax(Env):
+class BraxAdapter(Env):
     """Wraps an env with `reset(key)` and `step(state, action)` returning brax-like states.
 
     Pass the bare env (not one wrapped with brax's episode/auto-reset wrappers)."""
@@ -68,11 +68,6 @@ class FromBrax(Env):
         )
 
 
-def from_brax(env: Any, max_episode_steps: int = 1000) -> FromBrax:
-    """rlgen view of a `brax.envs` env."""
-    return FromBrax(env, max_episode_steps)
-
-
-def from_playground(env: Any, max_episode_steps: int = 1000) -> FromBrax:
-    """rlgen view of a MuJoCo Playground env (its state keeps the physics in `data`)."""
-    return FromBrax(env, max_episode_steps)
+def from_brax(env: Any, max_episode_steps: int = 1000) -> BraxAdapter:
+    """rlgen view of a `brax.envs` env or a MuJoCo Playground env."""
+    return BraxAdapter(env, max_episode_steps)
