@@ -28,7 +28,16 @@ def _demo(args: argparse.Namespace) -> None:
     demo.run(args.out, args.scale, progress=not args.no_progress)
 
 
+def _dataset_generate(args: argparse.Namespace) -> None:
+    from rlgen.train import generate
+    from rlgen.train.runner import enable_compilation_cache
+
+    enable_compilation_cache()
+    generate.cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rlgen.train.generate import KINDS, GenerateConfig
     from rlgen.train.runner import OnlineConfig
 
     parser = argparse.ArgumentParser(prog="rlgen", description=__doc__)
@@ -49,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", default="auto", help="auto, ci, cpu or gpu")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_demo)
+
+    dataset = commands.add_parser("dataset", help="offline datasets")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    gen = dataset_commands.add_parser(
+        "generate",
+        help="generate a D4RL-style dataset (cached in --data-dir)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gen.add_argument("--env", default="hopper", help="hopper, halfcheetah, walker2d or ant")
+    gen.add_argument("--kind", default="medium", choices=(*KINDS, "all"), help="dataset kind")
+    gen.add_argument("--size", type=int, default=1_000_000, help="transitions")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the behaviour run and rollouts")
+    gen.add_argument("--data-dir", default=None, help="default: $RLGEN_DATA or ~/.cache/rlgen")
+    gen.add_argument("--overwrite", action="store_true", help="regenerate cached files")
+    flags.add_arguments(gen, GenerateConfig)
+    gen.set_defaults(func=_dataset_generate)
     return parser
 
 
