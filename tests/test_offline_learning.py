@@ -25,6 +25,9 @@ OBS = ACT = 2
 SIZE, BATCH, HIDDEN = 4096, 128, (64, 64)
 THRESHOLD = 8.5
 
+# About 25-30 s of CPU time, mostly compiling four agents: 30-60 s on a shared 2-core machine.
+pytestmark = pytest.mark.slow
+
 
 def optimal_action(obs):
     return 0.9 * obs
