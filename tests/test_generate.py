@@ -152,16 +152,16 @@ def test_cli_random(tmp_path, capsys):
 
     main(
         [
-            "dataset", "generate", "--env", "hopper", "--kind", "random", "--size", "300",
-            "--data-dir", str(tmp_path), "--backend", "mujoco", "--rollout-envs", "10",
-            "--no-progress",
+            "dataset", "generate", "--env", "hopper", "--kind", "random", "--size", "2000",
+            "--seed", "1", "--data-dir", str(tmp_path), "--backend", "mujoco",
+            "--rollout-envs", "100", "--rollout-chunk", "20", "--no-progress",
         ]
     )  # fmt: skip
     out = capsys.readouterr().out
-    path = tmp_path / "hopper-random-300-seed0.hdf5"
+    path = tmp_path / "hopper-random-2000-seed1.hdf5"
     assert str(path) in out and "policy return" in out
     data, meta = load_d4rl(path)
-    assert len(data["rewards"]) == 300 and meta["kind"] == "random"
+    assert len(data["rewards"]) == 2000 and meta["kind"] == "random" and meta["seed"] == 1
 
 
 def test_bad_arguments():

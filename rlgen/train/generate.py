@@ -166,6 +166,30 @@ def rollout(
     num_envs = max(1, min(num_envs, size))
     steps = math.ceil(size / num_envs)
     chunk = min(chunk, steps)
+    run_chunk = _rollout_chunk_fn(vec, policy, chunk)
+    k_reset, k_run = jax.random.split(key)
+    carry = (vec.reset(jax.random.split(k_reset, num_envs)), k_run)
+    parts, done, start = [], 0, time.perf_counter()
+    while done < steps:
+        carry, rows = run_chunk(carry, policy_state)
+        parts.append(jax.device_get(rows))
+        done += chunk
+        if log is not None:
+            rate = min(done, steps) * num_envs / (time.perf_counter() - start)
+            log(f"rollout {min(done, steps) * num_envs}/{steps * num_envs} steps ({rate:.0f}/s)")
+    streams = {k: np.concatenate([p[k] for p in parts])[:steps].swapaxes(0, 1) for k in parts[0]}
+    return _streams_to_d4rl(streams, size)
+
+
+_ROLLOUT_FNS: dict[tuple, Any] = {}
+
+
+def _rollout_chunk_fn(vec, policy, chunk: int):
+    """The compiled ``chunk``-step rollout of ``policy`` on ``vec``, built once per
+    (env, policy, chunk) so medium and expert (and repeated calls) share one compilation."""
+    key = (vec.env, policy, chunk)
+    if key in _ROLLOUT_FNS:
+        return _ROLLOUT_FNS[key]
 
     def run_chunk(carry, policy_state):
         def step(carry, _):
@@ -185,19 +209,33 @@ def rollout(
 
         return jax.lax.scan(step, carry, None, length=chunk)
 
-    run_chunk = jax.jit(run_chunk)
-    k_reset, k_run = jax.random.split(key)
-    carry = (vec.reset(jax.random.split(k_reset, num_envs)), k_run)
-    parts, done, start = [], 0, time.perf_counter()
-    while done < steps:
-        carry, rows = run_chunk(carry, policy_state)
-        parts.append(jax.device_get(rows))
-        done += chunk
-        if log is not None:
-            rate = min(done, steps) * num_envs / (time.perf_counter() - start)
-            log(f"rollout {min(done, steps) * num_envs}/{steps * num_envs} steps ({rate:.0f}/s)")
-    streams = {k: np.concatenate([p[k] for p in parts])[:steps].swapaxes(0, 1) for k in parts[0]}
-    return _streams_to_d4rl(streams, size)
+    if len(_ROLLOUT_FNS) > 16:
+        _ROLLOUT_FNS.clear()
+    _ROLLOUT_FNS[key] = jax.jit(run_chunk)
+    return _ROLLOUT_FNS[key]
+
+
+_ENVS: dict[tuple[str, str], Any] = {}
+
+
+def _make_env(name: str, backend: str):
+    """One env object per (name, backend) in this process, so compiled rollouts are reused."""
+    if (name, backend) not in _ENVS:
+        _ENVS[name, backend] = envs.make(name, backend=backend)
+    return _ENVS[name, backend]
+
+
+_RANDOM_POLICIES: dict[Any, Any] = {}
+
+
+def _random_policy(env):
+    """Uniform actions in [-1, 1] (one function object per env, see :func:`_rollout_chunk_fn`)."""
+    if env not in _RANDOM_POLICIES:
+        size = env.action_size
+        _RANDOM_POLICIES[env] = lambda _, obs, k: jax.random.uniform(
+            k, (obs.shape[0], size), minval=-1.0, maxval=1.0
+        )
+    return _RANDOM_POLICIES[env]
 
 
 def _streams_to_d4rl(
@@ -251,6 +289,10 @@ class Behaviour:
     replay: dict[str, np.ndarray]  # (num_envs, blocks, ...) transitions up to the medium point
     info: dict[str, Any]
 
+    def __post_init__(self):
+        agent = self.agent
+        self.policy = lambda state, obs, key: agent.act(state, obs, key, False)  # sampled
+
 
 def _online_config(env_name: str, seed: int, c: GenerateConfig):
     from rlgen.train.runner import OnlineConfig
@@ -291,7 +333,7 @@ def train_behaviour(env_name: str, seed: int, config: GenerateConfig) -> Behavio
 
     STATS["train_runs"] += 1
     _BEHAVIOUR_CACHE.clear()  # keep at most one run's agents and replay data in memory
-    run = OnlineRun(_online_config(env_name, seed, config))
+    run = OnlineRun(_online_config(env_name, seed, config), env=_make_env(env_name, config.backend))
     c, ne = run.config, run.config.num_envs
     _log(config, f"training behaviour SAC on {env_name}: {run.total_steps} env steps, {ne} envs")
     start = time.perf_counter()
@@ -431,13 +473,10 @@ def generate_all(
 
     if "random" in todo:
         _log(config, f"generating {env} random ({size} rows)")
-        e = envs.make(env, backend=config.backend)
-        act = lambda _, obs, k: jax.random.uniform(  # noqa: E731
-            k, (obs.shape[0], e.action_size), minval=-1.0, maxval=1.0
-        )
+        e = _make_env(env, config.backend)
         data, rets = rollout(
             e,
-            act,
+            _random_policy(e),
             None,
             rollout_key("random"),
             size,
@@ -461,7 +500,7 @@ def generate_all(
             _log(config, f"generating {env} {kind} ({size} rows, sampled actions)")
             data, rets = rollout(
                 b.env,
-                lambda s, obs, k: b.agent.act(s, obs, k, False),
+                b.policy,
                 state,
                 rollout_key(kind),
                 size,
