@@ -1,16 +1,19 @@
 """C MuJoCo physics called from jitted JAX code through `jax.pure_callback`.
 
 Exact (float64, converged solver) and fast on CPU, but not differentiable. Under `vmap` the
-callback receives the whole batch at once (`vmap_method="broadcast_all"`) and steps it with a
-loop over a pool of `MjData` on the host. The state handed back to JAX is `HostState`: the
-inputs of the next step (qpos, qvel, solver warmstart) plus the outputs the envs read.
-Each direction crosses the callback as one packed float32 vector per env, since every array
-passed costs a transfer (~25 us each on CPU).
+callback receives the whole batch at once (`vmap_method="broadcast_all"`) and steps it on the
+host with a pool of `MjData`, split over one thread per core. The state handed back to JAX is
+`HostState`: the inputs of the next step (qpos, qvel, solver warmstart) plus the outputs the
+envs read. Each direction crosses the callback as one packed float32 vector per env, since
+every array passed costs a transfer (~25 us each on CPU).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -75,19 +78,37 @@ class HostPhysics:
         batch = packed.shape[:-1]
         rows = packed.reshape(-1, packed.shape[-1])
         out = np.empty((len(rows), self._out_size), np.float32)
-        m = self.model
         with self._lock:
             while len(self._pool) < len(rows):
-                self._pool.append(mujoco.MjData(m))
-            for row, d, result in zip(rows, self._pool, out, strict=False):
-                for name, x in zip(_INPUTS, np.split(row, self._in_splits), strict=True):
-                    getattr(d, name)[:] = x
-                if advance:
-                    mujoco.mj_step(m, d, nstep=self._frame_skip)
-                    if self._contact_forces:
-                        mujoco.mj_rnePostConstraint(m, d)
-                else:
-                    mujoco.mj_kinematics(m, d)
-                    d.cfrc_ext[:] = 0.0  # as Gymnasium after a reset
-                result[:] = np.concatenate([getattr(d, k).ravel() for k in _OUTPUTS])
+                self._pool.append(mujoco.MjData(self.model))
+            chunks = np.array_split(np.arange(len(rows)), min(_THREADS, len(rows)))
+            run = lambda idx: self._run_rows(advance, rows, out, idx)
+            if len(chunks) == 1:
+                run(chunks[0])
+            else:  # MuJoCo releases the GIL while it steps, so threads use all cores
+                list(_executor().map(run, chunks))
         return out.reshape(*batch, self._out_size)
+
+    def _run_rows(self, advance: bool, rows: np.ndarray, out: np.ndarray, idx: np.ndarray):
+        m = self.model
+        for i in idx:
+            d = self._pool[i]
+            for name, x in zip(_INPUTS, np.split(rows[i], self._in_splits), strict=True):
+                getattr(d, name)[:] = x
+            if advance:
+                mujoco.mj_step(m, d, nstep=self._frame_skip)
+                if self._contact_forces:
+                    mujoco.mj_rnePostConstraint(m, d)
+            else:
+                mujoco.mj_kinematics(m, d)
+                d.cfrc_ext[:] = 0.0  # as Gymnasium after a reset
+            out[i] = np.concatenate([getattr(d, k).ravel() for k in _OUTPUTS])
+
+
+_THREADS = os.cpu_count() or 1
+
+
+@functools.cache
+def _executor() -> ThreadPoolExecutor:
+    """Threads shared by all HostPhysics instances."""
+    return ThreadPoolExecutor(_THREADS, thread_name_prefix="rlgen-mujoco")
