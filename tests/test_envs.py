@@ -6,7 +6,9 @@ chaotic envs stay comparable. Our state is float32 and Gymnasium computes in flo
 same (float32-representable) inputs, so the only differences are the final float32 roundings:
 obs within 1e-5 (|obs| <= ~10, relative eps 6e-8) and reward within 1e-4 (x velocity is a
 difference of float32 positions divided by dt >= 0.008, ~1e-5). Termination must match at
-every step, on trajectories that do terminate for Hopper, Walker2d and Ant.
+every step, on trajectories that do terminate for Hopper, Walker2d and Ant. Warmstart: our state
+carries MuJoCo's `qacc_warmstart` and the reference is given it too, so both solvers start from
+the same guess (C MuJoCo converges either way; MJX's capped solver would notice).
 """
 
 from typing import Any

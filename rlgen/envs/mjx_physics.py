@@ -32,6 +32,10 @@ from mujoco import mjx
 
 DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton"}
 
+# Full float32 matmuls even where the default is lower (TF32 on recent NVIDIA GPUs): the
+# matrices are tiny, and parity with C MuJoCo needs the precision.
+_MATMUL_PRECISION = "highest"
+
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
 
 
@@ -52,10 +56,7 @@ class MjxPhysics:
         model.opt.ls_iterations = ls_iterations
         model.opt.solver = _SOLVERS[solver]
         self.model = model
-        self.solver_settings = {
-            "iterations": iterations, "ls_iterations": ls_iterations, "solver": solver
-        }
-        self._mx = mjx.put_model(model)
+        self._mx = mjx.put_model(model, impl="jax")  # not Warp: rne_postconstraint needs JAX
         self._frame_skip = frame_skip
         self._contact_forces = contact_forces
 
@@ -63,14 +64,16 @@ class MjxPhysics:
         """State at (qpos, qvel) with zero warmstart. Only kinematics are computed: they are all
         an observation reads, and a step recomputes everything else from qpos and qvel."""
         data = mjx.make_data(self._mx).replace(qpos=qpos, qvel=qvel)
-        return mjx.kinematics(self._mx, data)
+        with jax.default_matmul_precision(_MATMUL_PRECISION):
+            return mjx.kinematics(self._mx, data)
 
     def step(self, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
         """Hold `ctrl` for `frame_skip` steps; then fill `cfrc_ext` if contact forces are used."""
         data = data.replace(ctrl=ctrl)
-        data = jax.lax.fori_loop(0, self._frame_skip, lambda _, d: mjx.step(self._mx, d), data)
-        if self._contact_forces:
-            data = mjx.rne_postconstraint(self._mx, data)
+        with jax.default_matmul_precision(_MATMUL_PRECISION):
+            data = jax.lax.fori_loop(0, self._frame_skip, lambda _, d: mjx.step(self._mx, d), data)
+            if self._contact_forces:
+                data = mjx.rne_postconstraint(self._mx, data)
         return data
 
     @staticmethod
