@@ -1,4 +1,4 @@
 import os
 
-# Tests run on the CPU; keep XLA from grabbing every core's threads beyond what is there.
+# The suite runs on the CPU (CI has no GPU).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
