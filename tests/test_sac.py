@@ -122,3 +122,18 @@ def test_config_validation_names_the_field():
         sac.Config(3, 2, num_critics=2, target_subset=3)
     with pytest.raises(ValueError, match="actor_q"):
         sac.Config(3, 2, actor_q="max")
+
+
+def test_shared_config_checks_and_float_hparams():
+    from rlgen.agents import cql, td3bc
+    from rlgen.agents.common import float_hparams
+
+    with pytest.raises(ValueError, match="obs_dim and action_dim"):
+        sac.Config(0, 2)
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        cql.Config(3, 2, num_samples=0)
+    with pytest.raises(ValueError, match="policy_freq must be >= 1"):
+        td3bc.Config(3, 2, policy_freq=0)
+    hp = float_hparams(sac.HParams, sac.HParams(gamma=0.5))
+    assert hp.gamma.dtype == jnp.float32 and float(hp.gamma) == 0.5
+    assert float(float_hparams(sac.HParams).tau) == pytest.approx(5e-3)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import optax
 
 _ADAM = optax.scale_by_adam()
@@ -55,3 +56,19 @@ class Agent:
     act: Callable
     obs_dim: int
     action_dim: int
+
+
+def check_sizes(config, *at_least_one: str) -> None:
+    """Raise ValueError naming the field unless obs/action dims are positive and each named
+    field is >= 1."""
+    if config.obs_dim <= 0 or config.action_dim <= 0:
+        raise ValueError(f"obs_dim and action_dim must be positive, got {config}")
+    for name in at_least_one:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def float_hparams(hp_class: type, hp=None):
+    """``hp`` (default: ``hp_class()``) with every leaf a float32 array, ready to vmap."""
+    hp = hp_class() if hp is None else hp
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, polyak
+from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
 from rlgen.data.transition import Transition
 
 
@@ -41,10 +41,7 @@ class Config:
     actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many steps
 
     def __post_init__(self):
-        if self.obs_dim <= 0 or self.action_dim <= 0:
-            raise ValueError(f"obs_dim and action_dim must be positive, got {self}")
-        if self.num_critics < 1:
-            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
+        check_sizes(self, "num_critics")
         if self.actor_decay_steps < 0:
             raise ValueError(f"actor_decay_steps must be >= 0, got {self.actor_decay_steps}")
 
@@ -81,8 +78,7 @@ def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble, n
 
 
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
-    hp = HParams() if hp is None else hp
-    hp = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+    hp = float_hparams(HParams, hp)
     actor, critic, value = networks(config)
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs = jnp.zeros((1, config.obs_dim))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, polyak
+from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
 from rlgen.data.transition import Transition
 
 
@@ -32,8 +32,7 @@ class Config:
     actor_q: str = "min"  # how the actor aggregates the ensemble: "min" or "mean" (REDQ)
 
     def __post_init__(self):
-        if self.obs_dim <= 0 or self.action_dim <= 0:
-            raise ValueError(f"obs_dim and action_dim must be positive, got {self}")
+        check_sizes(self)
         if not 1 <= self.target_subset <= self.num_critics:
             raise ValueError(
                 f"target_subset must be in [1, num_critics={self.num_critics}], "
@@ -73,8 +72,7 @@ def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble]:
 
 
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
-    hp = HParams() if hp is None else hp
-    hp = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+    hp = float_hparams(HParams, hp)
     actor, critic = networks(config)
     k_actor, k_critic = jax.random.split(key)
     obs = jnp.zeros((1, config.obs_dim))

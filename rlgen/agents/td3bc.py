@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, polyak
+from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
 from rlgen.data.transition import Transition
 
 
@@ -42,12 +42,7 @@ class Config:
     policy_freq: int = 2  # actor + target updates every this many critic steps
 
     def __post_init__(self):
-        if self.obs_dim <= 0 or self.action_dim <= 0:
-            raise ValueError(f"obs_dim and action_dim must be positive, got {self}")
-        if self.num_critics < 1:
-            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
-        if self.policy_freq < 1:
-            raise ValueError(f"policy_freq must be >= 1, got {self.policy_freq}")
+        check_sizes(self, "num_critics", "policy_freq")
 
 
 @flax.struct.dataclass
@@ -82,8 +77,7 @@ def networks(config: Config) -> tuple[nets.DeterministicPolicy, nets.QEnsemble]:
 
 
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
-    hp = HParams() if hp is None else hp
-    hp = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+    hp = float_hparams(HParams, hp)
     actor, critic = networks(config)
     k_actor, k_critic = jax.random.split(key)
     obs = jnp.zeros((1, config.obs_dim))
