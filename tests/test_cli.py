@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import run_quick_compile
+from conftest import run_python
 
 from rlgen import cli
 
@@ -45,7 +45,7 @@ def test_finetune_cli_flags_and_errors(capsys):
 
 
 def test_demo_at_ci_scale_runs_the_pipeline_and_writes_table_and_plot(tmp_path):
-    out = run_quick_compile(
+    out = run_python(
         "-m", "rlgen.cli", "demo", "--scale", "ci", "--out", str(tmp_path), "--no-progress"
     )
     assert "| IQM |" in out and "| generated |" in out

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_quick_compile
+from conftest import run_python
 
 from experiments.common import _steps_to
 
@@ -29,7 +29,7 @@ def check_smoke_scale(name, tmp_path):
     """Run protocol ``name`` at smoke scale, as its command, and check its report."""
     out = tmp_path / "out"
     args = ("-m", f"experiments.{name}", "--scale", "smoke", "--out", str(out))
-    run_quick_compile(*args, env={"RLGEN_DATA": str(tmp_path / "data")})
+    run_python(*args, env={"RLGEN_DATA": str(tmp_path / "data")})
     protocol = importlib.import_module(f"experiments.{name}").PROTOCOL
     arms = [a.label for a in protocol.arms]
     saved = json.loads((out / "results.json").read_text())

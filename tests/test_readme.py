@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from conftest import run_quick_compile
+from conftest import run_python
 
 
 def test_embedding_example_runs():
@@ -11,5 +11,5 @@ def test_embedding_example_runs():
     section = text.split("## Embedding rlgen in your own JAX code", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     check = "\nprint(synthetic.obs.shape, metrics['td_loss'].shape)"
-    out = run_quick_compile("-c", code + check)
+    out = run_python("-c", code + check)
     assert "(1000, 11) (8,)" in out
