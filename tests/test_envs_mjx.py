@@ -8,5 +8,5 @@ from conftest import run_python
 
 @pytest.mark.slow
 def test_mjx_checks_pass():
-    out = run_python("-m", "pytest", "tests/mjx_checks.py", "-n", "0", "-q", xla_optimisation=True)
+    out = run_python("-m", "pytest", "tests/mjx_checks.py", "-n", "0", xla_optimisation=True)
     assert " passed" in out and "failed" not in out
