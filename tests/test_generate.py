@@ -140,6 +140,16 @@ def test_second_call_uses_the_cache(generated):
     assert os.stat(paths["expert"]).st_mtime_ns != mtimes["expert"]
 
 
+def test_cache_made_by_another_behaviour_run_is_an_error(generated):
+    directory, paths, _, _ = generated
+    other = {**TINY, "train_steps": TINY["train_steps"] + 1}
+    with pytest.raises(ValueError, match="train_steps") as err:
+        gen.generate("hopper", "medium", SIZE, 0, directory, **other)
+    assert str(paths["medium"]) in str(err.value)
+    # random data does not depend on the behaviour run
+    assert gen.generate("hopper", "random", SIZE, 0, directory, **other) == paths["random"]
+
+
 def test_data_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RLGEN_DATA", str(tmp_path))
     assert gen.dataset_path("hopper", "random", 10, 3) == tmp_path / "hopper-random-10-seed3.hdf5"

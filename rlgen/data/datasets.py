@@ -114,22 +114,30 @@ def load_d4rl(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str,
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file not found: {path}")
-    metadata: dict[str, Any] = {}
     if path.suffix in (".hdf5", ".h5"):
         with h5py.File(path, "r") as f:
             raw = {k: f[k][()] for k in (*REQUIRED, *OPTIONAL) if k in f}
-            if "metadata" in f:
-                group = f["metadata"]
-                metadata.update({k: _plain(v) for k, v in group.attrs.items()})
-                metadata.update({k: _plain(group[k][()]) for k in group.keys()})
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             raw = {k: f[k] for k in f.files if k != "metadata"}
-            if "metadata" in f.files:
-                metadata = json.loads(str(f["metadata"]))
     else:
         raise DatasetError(f"unknown dataset extension '{path.suffix}' (use .hdf5, .h5, .npz)")
-    return validate(raw), metadata
+    return validate(raw), read_metadata(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` of a D4RL HDF5 / ``.npz`` file without reading its arrays ({} if none)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
+    with h5py.File(path, "r") as f:
+        if "metadata" not in f:
+            return {}
+        group = f["metadata"]
+        metadata = {k: _plain(v) for k, v in group.attrs.items()}
+        metadata.update({k: _plain(group[k][()]) for k in group.keys()})
+        return metadata
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

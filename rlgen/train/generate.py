@@ -31,7 +31,8 @@ each env's stream is contiguous and its last row is a timeout (unless terminal).
 Files are cached as ``{data_dir}/{env}-{kind}-{size}-seed{seed}.hdf5`` (``data_dir``:
 argument, else ``$RLGEN_DATA``, else ``~/.cache/rlgen/datasets``); an existing file is returned
 as is unless ``overwrite=True``. The file name does not encode the budgets: they are recorded in
-the metadata. Within one process the last behaviour run is also kept in memory, so
+the metadata, and a cached policy dataset made with other behaviour-run settings is an error
+(naming the differing fields) rather than silently reused. Within one process the last behaviour run is also kept in memory, so
 :func:`generate_all` (or successive :func:`generate` calls with the same settings) train once.
 
     paths = generate_all("hopper", size=1_000_000, seed=0)          # all five kinds
@@ -52,7 +53,7 @@ import numpy as np
 
 from rlgen import envs, runinfo
 from rlgen.config import option
-from rlgen.data.datasets import load_d4rl, save_d4rl
+from rlgen.data.datasets import load_d4rl, read_metadata, save_d4rl
 from rlgen.data.scores import REFERENCE_RETURNS
 from rlgen.train import health
 
@@ -409,6 +410,25 @@ def train_behaviour(env_name: str, seed: int, config: GenerateConfig) -> Behavio
 # Public API
 
 
+def _check_cached_behaviour(path: Path, config: GenerateConfig) -> None:
+    """Raise if the cached file at ``path`` came from a different behaviour run."""
+    recorded = read_metadata(path).get("config", {})
+    differ = [
+        f"{name} (cached {recorded[name]!r}, requested {value!r})"
+        for name, value in config.behaviour_key()
+        if name in recorded and _plain(recorded[name]) != _plain(value)
+    ]
+    if differ:
+        raise ValueError(
+            f"cached dataset {path} was generated with other behaviour-run settings: "
+            f"{'; '.join(differ)}. Pass overwrite=True (--overwrite) or use another data_dir."
+        )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple | list) else value
+
+
 def generate(
     env: str,
     kind: str,
@@ -453,6 +473,8 @@ def generate_all(
     todo = [k for k in KINDS if k in needed and (overwrite or not paths[k].exists())]
     for k in KINDS:
         if k in needed and k not in todo:
+            if k in POLICY_KINDS:
+                _check_cached_behaviour(paths[k], config)
             _log(config, f"cached: {paths[k]}")
     base = {"env": env, "seed": seed, "requested_size": size, "backend": config.backend}
     base["versions"] = runinfo.versions()
