@@ -115,11 +115,19 @@ def run_protocol(protocol: Protocol, scale: str, out: str | os.PathLike) -> dict
     return report(protocol, scale, records, out)
 
 
-def _scores(records, phase: str) -> dict[str, dict[str, list[float]]]:
-    """arm -> task -> per-seed score at the last evaluation of ``phase``."""
+# report column -> the evaluation phases it reads (online-only runs have phase "online")
+COLUMNS = {"after offline": ("pretrain",), "after online": ("finetune", "online")}
+
+
+def _evals(results: dict, column: str) -> list[dict]:
+    return [e for e in results["evaluations"] if e["phase"] in COLUMNS[column]]
+
+
+def _scores(records, column: str) -> dict[str, dict[str, list[float]]]:
+    """arm -> task -> per-seed score at the last evaluation of the ``column``'s phase."""
     table: dict[str, dict[str, list[float]]] = {}
     for r in records:
-        evals = [e for e in r["results"]["evaluations"] if e["phase"] == phase]
+        evals = _evals(r["results"], column)
         if evals:
             table.setdefault(r["arm"], {})[r["task"]] = evals[-1]["score"]
     return table
@@ -152,20 +160,20 @@ def report(protocol: Protocol, scale: str, records: list[dict], out: Path) -> di
     for r in records:
         res = r["results"]
         cells = []
-        for phase in ("pretrain", "finetune"):
-            evals = [e for e in res["evaluations"] if e["phase"] == phase]
+        for column in COLUMNS:
+            evals = _evals(res, column)
             cells.append(_fmt(stats.bootstrap_ci(evals[-1]["score"])) if evals else "-")
         lines.append(
             f"| {r['task']} | {r['arm']} | {cells[0]} | {cells[1]} | {res['wall_time_s']:.0f} |"
         )
     aggregates = {}
-    for phase, name in (("pretrain", "after offline"), ("finetune", "after online")):
-        table = _scores(records, phase)
+    for name, phases in COLUMNS.items():
+        table = _scores(records, name)
         if table:
             aggregates[name] = {arm: _interval(per_task) for arm, per_task in table.items()}
             plots.interval_bars(
                 aggregates[name],
-                out / f"iqm_{phase}.png",
+                out / f"iqm_{phases[0]}.png",
                 f"IQM D4RL-normalised score {name} (95% CI)",
                 protocol.name,
             )
@@ -176,14 +184,14 @@ def report(protocol: Protocol, scale: str, records: list[dict], out: Path) -> di
     if protocol.threshold is not None:
         lines += ["", f"Env steps to reach score {protocol.threshold} (per seed):", ""]
         for r in records:
-            evals = [e for e in r["results"]["evaluations"] if e["phase"] == "finetune"]
+            evals = _evals(r["results"], "after online")
             if evals:
                 steps = _steps_to(evals, protocol.threshold)
                 lines.append(f"- {r['task']} / {r['arm']}: {steps}")
     for task in dict.fromkeys(r["task"] for r in records):
         curves = {}
         for r in records:
-            evals = [e for e in r["results"]["evaluations"] if e["phase"] == "finetune"]
+            evals = _evals(r["results"], "after online")
             if r["task"] == task and evals:
                 curves[r["arm"]] = ([e["step"] for e in evals], [e["score"] for e in evals])
         if curves:

@@ -6,6 +6,6 @@ from test_experiments import check_smoke_scale
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["synther_offline", "mbaug_small_data"])
+@pytest.mark.parametrize("name", ["synther_offline", "synther_online", "mbaug_small_data"])
 def test_protocol_smoke_scale(name, tmp_path):
     check_smoke_scale(name, tmp_path)

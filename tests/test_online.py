@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rlgen.agents.common import Agent
+from rlgen.data.scores import normalized_score
 from rlgen.train import checkpoint
 from rlgen.train.health import NonFiniteError
 from rlgen.train.runner import OnlineConfig, OnlineRun
@@ -64,15 +65,26 @@ def test_sac_learns_hopper_well_above_random(tmp_path):
 
 def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     config = OnlineConfig(
-        **SMALL, seeds=2, steps=250, utd=2, checkpoint_every=50, run_dir=str(tmp_path / "a")
+        **{**SMALL, "eval_every": 50},
+        seeds=2,
+        steps=250,
+        utd=2,
+        checkpoint_every=50,
+        run_dir=str(tmp_path / "a"),
     )
     straight = OnlineRun(config)
-    straight.run()
+    expected = straight.run()["evaluations"]
     interrupted = OnlineRun(dataclasses.replace(config, run_dir=str(tmp_path / "b")))
     interrupted.run(until=200)
     interrupted.config = dataclasses.replace(interrupted.config, resume=True)
-    interrupted.run()
+    resumed = interrupted.run()["evaluations"]
     assert_trees_equal(straight.state, interrupted.state)
+    # the resumed run reports the first session's evaluations too, with D4RL scores
+    assert [(e["phase"], e["step"]) for e in expected] == [("online", s) for s in (150, 200, 250)]
+    assert resumed == expected
+    np.testing.assert_allclose(
+        expected[-1]["score"], normalized_score("hopper", expected[-1]["return"]), rtol=1e-6
+    )
 
 
 class NaNAfter:

@@ -18,7 +18,6 @@ Evaluations report returns and D4RL-normalised scores. Metrics go to ``run_dir/p
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -35,7 +34,6 @@ from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
 from rlgen.data.mixer import split_counts
 from rlgen.data.returns import trajectory_ids
-from rlgen.data.scores import normalized_score
 from rlgen.data.transition import Transition
 from rlgen.gen import diffusion, dynamics, edm, energy
 from rlgen.train import checkpoint, distributed, generators, health
@@ -47,6 +45,7 @@ from rlgen.train.augment import (
     rollout_buffer,
 )
 from rlgen.train.distributed import fetch, put
+from rlgen.train.evaluations import EvaluationLog
 from rlgen.train.generators import DiffusionAugment
 from rlgen.train.logger import summarize
 from rlgen.train.offline import pretrain_chunk
@@ -490,34 +489,11 @@ class FinetuneRun:
         return self.init_fn(seed_keys(self.config.seed, self.config.seeds, self.sharding))
 
     def evaluate(self, state, phase: str, step: int) -> dict[str, np.ndarray]:
-        """Per-seed evaluation returns and D4RL-normalised scores, also appended to
-        ``evaluations.jsonl`` (phase, step, per-seed values)."""
+        """Per-seed evaluation returns and D4RL-normalised scores (also recorded in
+        ``self.eval_log``, i.e. ``evaluations.jsonl``)."""
         salt = 1 + step + (self.pretrain_total if phase == "finetune" else 0)
         keys = seed_keys(self.config.seed, self.config.seeds, self.sharding, salt=salt)
-        returns = fetch(self.eval_fn(state.agent, keys))
-        scores = normalized_score(self.config.env, returns)
-        record = {
-            "phase": phase,
-            "step": step,
-            "return": returns.tolist(),
-            "score": scores.tolist(),
-        }
-        self._evaluations[(phase, step)] = record
-        if distributed.is_main():
-            with open(self.run_dir / "evaluations.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        return {"eval_return": returns, "eval_score": scores}
-
-    def evaluations(self) -> list[dict]:
-        """Every evaluation of the run in order: those of earlier sessions of a resumed run
-        (from ``evaluations.jsonl``, read at the start), then this session's."""
-        order = {"pretrain": 0, "finetune": 1}
-        return sorted(self._evaluations.values(), key=lambda r: (order[r["phase"]], r["step"]))
-
-    def _load_evaluations(self) -> None:
-        path = self.run_dir / "evaluations.jsonl"
-        records = [json.loads(line) for line in open(path) if line.strip()] if path.exists() else []
-        self._evaluations = {(r["phase"], r["step"]): r for r in records}
+        return self.eval_log.add(phase, step, fetch(self.eval_fn(state.agent, keys)))
 
     def run(self, until: int | None = None) -> dict:
         """Pretrain, then fine-tune to ``config.steps`` env steps (or stop after the chunk that
@@ -533,11 +509,10 @@ class FinetuneRun:
         mngr = checkpoint.manager(self.run_dir / "checkpoints")
         start = time.perf_counter()
         state = self.init_state()
-        if c.resume and mngr.latest_step() is not None:
+        resumed = c.resume and mngr.latest_step() is not None
+        if resumed:
             state = checkpoint.restore(mngr, state)
-            self._load_evaluations()
-        else:
-            self._evaluations = {}
+        self.eval_log = EvaluationLog(self.run_dir, c.env, resume=resumed)
         model_time = self._fit_models() if self.model_aug else 0.0
         if c.augment == "synther" and int(fetch(state.synthetic.size)[0]) == 0:
             gen_start = time.perf_counter()
@@ -562,7 +537,7 @@ class FinetuneRun:
             "final_return_per_seed": final_eval["eval_return"].tolist(),
             "final_score_per_seed": final_eval["eval_score"].tolist(),
             "final_score_mean": float(final_eval["eval_score"].mean()),
-            "evaluations": self.evaluations(),
+            "evaluations": self.eval_log.records(),
             "model_fit_time_s": model_time,
             "pretrain_time_s": pretrain_time,
             "wall_time_s": time.perf_counter() - start,

@@ -32,8 +32,9 @@ Files are cached as ``{data_dir}/{env}-{kind}-{size}-seed{seed}.hdf5`` (``data_d
 argument, else ``$RLGEN_DATA``, else ``~/.cache/rlgen/datasets``); an existing file is returned
 as is unless ``overwrite=True``. The file name does not encode the budgets: they are recorded in
 the metadata, and a cached policy dataset made with other behaviour-run settings is an error
-(naming the differing fields) rather than silently reused. Within one process the last behaviour run is also kept in memory, so
-:func:`generate_all` (or successive :func:`generate` calls with the same settings) train once.
+(naming the differing fields) rather than silently reused. Within one process the last
+behaviour run is also kept in memory, so :func:`generate_all` (or successive :func:`generate`
+calls with the same settings) train once.
 
     paths = generate_all("hopper", size=1_000_000, seed=0)          # all five kinds
     path = generate("hopper", "medium-replay", train_steps=300_000)  # one kind

@@ -24,6 +24,7 @@ from rlgen.agents.common import Agent
 from rlgen.config import option
 from rlgen.train import checkpoint, distributed, health
 from rlgen.train.distributed import fetch
+from rlgen.train.evaluations import EvaluationLog
 from rlgen.train.logger import summarize
 from rlgen.train.online import (
     LoopConfig,
@@ -185,8 +186,9 @@ class OnlineRun:
     def run(self, until: int | None = None) -> dict:
         """Train to ``config.steps`` (or stop after the chunk reaching ``until`` env steps).
 
-        Returns the final per-seed evaluation returns and the wall time; the final state is
-        kept in ``self.state``.
+        Returns the final per-seed evaluation returns, every evaluation (phase ``online``, with
+        D4RL-normalised scores; also in ``evaluations.jsonl``) and the wall time; the final
+        state is kept in ``self.state``.
         """
         c = self.config
         until = self.total_steps if until is None else min(until, self.total_steps)
@@ -196,8 +198,10 @@ class OnlineRun:
         mngr = checkpoint.manager(self.run_dir / "checkpoints")
         start = time.perf_counter()
         state = self.init_state()
-        if c.resume and mngr.latest_step() is not None:
+        resumed = c.resume and mngr.latest_step() is not None
+        if resumed:
             state = checkpoint.restore(mngr, state)
+        self.eval_log = EvaluationLog(self.run_dir, c.env, resume=resumed)
         step = env_steps(state)
         logger = distributed.logger(self.run_dir, self.total_steps, c.progress)
         logger.bar.update(step)
@@ -217,18 +221,23 @@ class OnlineRun:
                 state = self.after_chunk(state, prev, step, row)
                 if crossed(c.eval_every, prev, step) or step >= until:
                     last_eval = (step, self.evaluate(state, step))
+                    self.eval_log.add("online", step, last_eval[1])
                     row.update(summarize({"eval_return": last_eval[1]}))
                 logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
                 if crossed(c.checkpoint_every, prev, step) or step >= until:
                     checkpoint.save(mngr, step, state)
         finally:
             logger.close()
-        final = last_eval[1] if last_eval[0] == step else self.evaluate(state, step)
+        if last_eval[0] == step:
+            final = last_eval[1]
+        else:
+            final = self.eval_log.add("online", step, self.evaluate(state, step))["eval_return"]
         results = {
             "env": c.env,
             "env_steps_per_seed": step,
             "final_eval_return_per_seed": final.tolist(),
             "final_eval_return_mean": float(final.mean()),
+            "evaluations": self.eval_log.records(),
             "wall_time_s": time.perf_counter() - start,
         }
         write_json(self.run_dir / "results.json", results)
