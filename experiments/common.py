@@ -45,9 +45,36 @@ class Protocol:
     smoke_tasks: tuple[str, ...] = ()  # tasks run below full scale (default: the first)
     ablation_task: str | None = None  # extra arms run on this task only (full scale)
     ablations: tuple[Arm, ...] = ()
-    threshold: float | None = None  # score for "env steps to reach", if the paper counts them
+    # per scale, the score for "env steps to reach" (if the paper counts them)
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     early_window: int = 20_000  # fine-tuning steps plotted separately ("dip" analysis)
 
+
+# shared by the cpu scales: the largest runs that fit a few minutes per arm on a 2-core CPU, on
+# datasets generated from a 30k-step behaviour SAC run (cached after the first protocol needs it)
+CPU = dict(
+    behaviour_steps=30_000,
+    generate_size=30_000,
+    seeds=4,
+    pretrain_steps=3_000,
+    steps=6_000,
+    warmup=1_000,
+    chunk=500,
+    pretrain_eval_every=1_000,
+    eval_every=1_000,
+    eval_episodes=4,
+    batch_size=128,
+    num_samples=4,
+    hidden=(128, 128),
+    progress=False,
+)
+# generator settings of the cpu scales (SynthER / EDIS): a 256-wide denoiser, short fits
+CPU_DIFFUSION = dict(
+    diffusion_width=256,
+    diffusion_steps=3_000,
+    sampler_steps=32,
+    num_generated=20_000,
+)
 
 SMOKE = dict(
     dataset="random",
@@ -181,12 +208,13 @@ def report(protocol: Protocol, scale: str, records: list[dict], out: Path) -> di
     for name, per_arm in aggregates.items():
         for arm, interval in per_arm.items():
             lines.append(f"- {name}, {arm}: {_fmt(interval)}")
-    if protocol.threshold is not None:
-        lines += ["", f"Env steps to reach score {protocol.threshold} (per seed):", ""]
+    threshold = protocol.thresholds.get(scale)
+    if threshold is not None:
+        lines += ["", f"Env steps to reach score {threshold} (per seed):", ""]
         for r in records:
             evals = _evals(r["results"], "after online")
             if evals:
-                steps = _steps_to(evals, protocol.threshold)
+                steps = _steps_to(evals, threshold)
                 lines.append(f"- {r['task']} / {r['arm']}: {steps}")
     for task in dict.fromkeys(r["task"] for r in records):
         curves = {}

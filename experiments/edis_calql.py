@@ -1,10 +1,11 @@
 """EDIS (Liu et al., ICML 2024) with Cal-QL: Cal-QL vs Cal-QL + EDIS on three generated
 datasets, 200k fine-tuning steps, 5 seeds; ablations of each energy on hopper.
 
-    python -m experiments.edis_calql --scale full
+    python -m experiments.edis_calql --scale full   # GPU
+    python -m experiments.edis_calql --scale cpu    # the largest that fits a 2-core CPU (hopper only)
 """
 
-from experiments.common import SMOKE, Arm, Protocol, finetune_run, main
+from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main
 
 TASKS = {
     f"{env}-medium-replay": {"env": env, "dataset": "medium-replay"}
@@ -37,6 +38,15 @@ def protocol(algo: str, label: str) -> Protocol:
                 eval_every=5_000,
                 eval_episodes=5,
             ),
+            # hopper only: refits after the warm-up and every 2.5k steps
+            "cpu": {
+                **CPU,
+                **CPU_DIFFUSION,
+                "algo": algo,
+                "refresh_every": 2_500,
+                "energy_steps": 500,
+                "energy_examples": 512,
+            },
             "smoke": {**SMOKE, "algo": algo},
         },
         make_run=finetune_run,

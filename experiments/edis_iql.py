@@ -1,7 +1,8 @@
 """EDIS with IQL: IQL vs IQL + EDIS on three generated datasets, 200k fine-tuning steps,
 5 seeds; energy ablations on hopper.
 
-    python -m experiments.edis_iql --scale full
+    python -m experiments.edis_iql --scale full   # GPU
+    python -m experiments.edis_iql --scale cpu    # the largest that fits a 2-core CPU (hopper only)
 """
 
 from experiments.common import main

@@ -1,10 +1,11 @@
 """SynthER offline (Lu et al., NeurIPS 2023): an offline agent trained on real data, on real +
 SynthER-upsampled data, and on synthetic data only, on two generated datasets, 5 seeds.
 
-    python -m experiments.synther_offline --scale full
+    python -m experiments.synther_offline --scale full   # GPU
+    python -m experiments.synther_offline --scale cpu    # the largest that fits a 2-core CPU (hopper only)
 """
 
-from experiments.common import SMOKE, Arm, Protocol, finetune_run, main
+from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main
 
 TASKS = {
     f"{env}-medium-replay": {"env": env, "dataset": "medium-replay"}
@@ -34,6 +35,15 @@ PROTOCOL = Protocol(
             diffusion_width=2048,  # SynthER's offline denoiser
             num_generated=5_000_000,
         ),
+        "cpu": {  # hopper only
+            **CPU,
+            **CPU_DIFFUSION,
+            "algo": "td3bc",
+            "seeds": 3,
+            "pretrain_steps": 5_000,
+            "steps": 0,
+            "num_generated": 30_000,
+        },
         "smoke": {**SMOKE, "algo": "td3bc", "steps": 0},
     },
     make_run=finetune_run,
