@@ -2,7 +2,7 @@
 datasets, 200k fine-tuning steps, 5 seeds; ablations of each energy on hopper.
 
     python -m experiments.edis_calql --scale full   # GPU
-    python -m experiments.edis_calql --scale cpu    # the largest that fits a 2-core CPU (hopper only)
+    python -m experiments.edis_calql --scale cpu    # 2-core CPU, hopper only
 """
 
 from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main

@@ -2,7 +2,7 @@
 5 seeds; energy ablations on hopper.
 
     python -m experiments.edis_iql --scale full   # GPU
-    python -m experiments.edis_iql --scale cpu    # the largest that fits a 2-core CPU (hopper only)
+    python -m experiments.edis_iql --scale cpu    # 2-core CPU, hopper only
 """
 
 from experiments.common import main

@@ -4,7 +4,7 @@ subsampled from generated datasets; TD3+BC pretraining without / with world-mode
 score right after pretraining and the env steps to reach a score threshold.
 
     python -m experiments.mbaug_small_data --scale full   # GPU
-    python -m experiments.mbaug_small_data --scale cpu    # the largest that fits a 2-core CPU (hopper only)
+    python -m experiments.mbaug_small_data --scale cpu    # 2-core CPU, hopper only
 """
 
 from experiments.common import CPU, SMOKE, Arm, Protocol, finetune_run, main

@@ -2,7 +2,7 @@
 SynthER-upsampled data, and on synthetic data only, on two generated datasets, 5 seeds.
 
     python -m experiments.synther_offline --scale full   # GPU
-    python -m experiments.synther_offline --scale cpu    # the largest that fits a 2-core CPU (hopper only)
+    python -m experiments.synther_offline --scale cpu    # 2-core CPU, hopper only
 """
 
 from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main
