@@ -58,3 +58,34 @@ def from_arguments(cls: type, args: argparse.Namespace, **overrides):
         value = getattr(args, field.name)
         values[field.name] = tuple(value) if isinstance(value, list) else value
     return cls(**{**values, **overrides})
+
+
+def check(
+    config,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    unit: tuple[str, ...] = (),
+    choices: dict[str, tuple] | None = None,
+    at_least: dict[str, float] | None = None,
+) -> None:
+    """Validate fields of ``config``: ``positive`` (> 0), ``non_negative`` (>= 0), ``unit`` (in
+    [0, 1]), ``choices`` (field -> allowed values), ``at_least`` (field -> minimum). The first
+    violation raises a ValueError naming the field, its value and the rule."""
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    for name in non_negative:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    for name in unit:
+        if not 0 <= getattr(config, name) <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {getattr(config, name)}")
+    for name, allowed in (choices or {}).items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(
+                f"{name} must be one of {', '.join(map(str, allowed))}, "
+                f"got {getattr(config, name)!r}"
+            )
+    for name, minimum in (at_least or {}).items():
+        if getattr(config, name) < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {getattr(config, name)}")

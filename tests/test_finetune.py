@@ -122,6 +122,12 @@ def test_config_rejects_bad_values():
         FinetuneConfig(offline_ratio=1.5)
     with pytest.raises(ValueError, match="reward_scale"):
         FinetuneConfig(reward_scale="big")
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16, got 'fp8'"):
+        FinetuneConfig(precision="fp8")
+    with pytest.raises(ValueError, match="sampler_steps must be >= 2, got 1"):
+        FinetuneConfig(sampler_steps=1)
+    with pytest.raises(ValueError, match="seeds must be positive"):  # a shared run setting
+        FinetuneConfig(seeds=0)
 
 
 def test_iql_reward_scale_normalises_the_return_range():

@@ -29,7 +29,7 @@ import numpy as np
 from rlgen import envs, runinfo
 from rlgen.agents import cql, iql, td3bc
 from rlgen.agents.common import Agent
-from rlgen.config import option
+from rlgen.config import check, option
 from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
 from rlgen.data.mixer import split_counts
@@ -57,7 +57,7 @@ from rlgen.train.online import (
     train_chunk,
     warmup_chunk,
 )
-from rlgen.train.runner import crossed, write_json
+from rlgen.train.runner import RunConfig, crossed, write_json
 from rlgen.train.sharding import replicated, seed_keys, seed_map, seed_sharding
 
 ALGOS = ("calql", "cql", "iql", "td3bc")
@@ -65,14 +65,10 @@ DEFAULT_ACTOR_LR = {"calql": 1e-4, "cql": 1e-4, "iql": 3e-4, "td3bc": 3e-4}
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     """Offline pretraining then online fine-tuning over vmapped seeds."""
 
     algo: str = option("calql, cql, iql or td3bc", default="calql")
-    env: str = option("task: hopper, halfcheetah, walker2d or ant", default="hopper")
-    backend: str = option(
-        "physics: auto (MJX on GPU, C MuJoCo on CPU), mjx or mujoco", default="auto"
-    )
     dataset: str = option(
         "a generated kind (random, medium, medium-replay, expert, medium-expert; generated "
         "and cached on first use) or a path to a D4RL/Minari HDF5 or .npz file",
@@ -87,8 +83,6 @@ class FinetuneConfig:
         "env steps of the behaviour SAC run if the dataset must be generated", default=1_000_000
     )
     data_dir: str | None = option("dataset cache (default: $RLGEN_DATA or ~/.cache)", default=None)
-    seeds: int = option("independent seeds, vmapped and sharded over devices", default=1)
-    seed: int = option("base random seed; seed i uses fold_in(seed, i)", default=0)
     pretrain_steps: int = option(
         "offline gradient updates (rounded up to chunks)", default=1_000_000
     )
@@ -102,22 +96,18 @@ class FinetuneConfig:
     offline_ratio: float = option("share of each fine-tuning batch from the dataset", default=0.5)
     num_envs: int = option("parallel envs per seed during fine-tuning", default=1)
     utd: int = option("updates per env step during fine-tuning", default=1)
-    batch_size: int = option("transitions per update batch", default=256)
     buffer_size: int = option("online replay capacity per seed (0: the whole run)", default=0)
     chunk: int = option("updates (offline) or blocks (online) per compiled call", default=1_000)
     pretrain_eval_every: int = option(
         "offline updates between evaluations and checkpoints (0: only at the end)", default=100_000
     )
     eval_every: int = option("fine-tuning env steps between evaluations", default=5_000)
-    eval_episodes: int = option("deterministic evaluation episodes per seed", default=10)
     checkpoint_every: int = option(
         "fine-tuning env steps between checkpoints (0: only at the end)", default=50_000
     )
-    hidden: tuple[int, ...] = option("hidden widths of actor and critics", default=(256, 256))
     num_critics: int = option("critic ensemble size", default=2)
     actor_lr: float | None = option("actor learning rate (default: the algorithm's)", default=None)
     critic_lr: float = option("critic (and IQL value) learning rate", default=3e-4)
-    gamma: float = option("discount", default=0.99)
     cql_alpha: float = option("CQL/Cal-QL penalty weight", default=5.0)
     num_samples: int = option("CQL/Cal-QL actions per group in the penalty", default=10)
     lagrange: bool = option("CQL/Cal-QL: tune the penalty weight to target_gap", default=False)
@@ -170,42 +160,33 @@ class FinetuneConfig:
         default="auto",
     )
     run_dir: str = option("directory for config, metrics, checkpoints", default="runs/finetune")
-    resume: bool = option("continue from the latest checkpoint in run_dir", default=False)
-    progress: bool = option("show progress bars", default=True)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.edis:
             if self.augment not in ("none", "edis"):
                 raise ValueError(f"--edis conflicts with augment={self.augment!r}")
             object.__setattr__(self, "augment", "edis")
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
-        positive = ("seeds", "num_envs", "utd", "batch_size", "chunk", "eval_episodes")
-        positive += ("num_critics", "num_samples", "generate_size", "behaviour_steps")
-        positive += ("model_epochs", "rollout_starts", "rollout_horizon", "rollout_every")
-        positive += ("diffusion_width", "diffusion_steps", "diffusion_batch", "sampler_steps")
-        positive += ("num_generated", "refresh_every", "energy_steps", "energy_examples")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        non_negative = ("steps", "pretrain_steps", "warmup", "buffer_size", "dataset_size")
-        for name in (*non_negative, "pretrain_eval_every", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.offline_ratio <= 1:
-            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        check(
+            self,
+            positive=("num_envs", "utd", "chunk", "num_critics", "num_samples", "generate_size")
+            + ("behaviour_steps", "model_epochs", "rollout_starts", "rollout_horizon")
+            + ("rollout_every", "diffusion_width", "diffusion_steps", "diffusion_batch")
+            + ("num_generated", "refresh_every", "energy_steps", "energy_examples"),
+            non_negative=("steps", "pretrain_steps", "warmup", "buffer_size", "dataset_size")
+            + ("pretrain_eval_every", "eval_every", "checkpoint_every"),
+            unit=("offline_ratio", "synthetic_ratio", "generated_ratio"),
+            choices={
+                "algo": ALGOS,
+                "augment": (*AUGMENTS, *generators.MODES),
+                "precision": tuple(diffusion.PRECISIONS),
+            },
+            at_least={"sampler_steps": 2},
+        )
         if self.offline_ratio < 1 and self.warmup < 1:
             raise ValueError(
                 "warmup must be >= 1 when batches draw online data (offline_ratio < 1)"
             )
-        if not 0 < self.gamma < 1:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
-        for name in ("synthetic_ratio", "generated_ratio"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.augment not in (*AUGMENTS, *generators.MODES):
-            choices = ", ".join((*AUGMENTS, *generators.MODES))
-            raise ValueError(f"augment must be one of {choices}, got {self.augment!r}")
         if self.augment == "edis" and self.generated_ratio < 1 and self.warmup < 1:
             raise ValueError("edis needs warmup >= 1 (the first refit uses online data)")
         if self.reward_scale != "auto":

@@ -53,7 +53,7 @@ import jax
 import numpy as np
 
 from rlgen import envs, runinfo
-from rlgen.config import option
+from rlgen.config import check, option
 from rlgen.data.datasets import load_d4rl, read_metadata, save_d4rl
 from rlgen.data.scores import REFERENCE_RETURNS
 from rlgen.train import health
@@ -103,20 +103,18 @@ class GenerateConfig:
     progress: bool = option("print progress", default=True)
 
     def __post_init__(self):
-        for name in ("train_steps", "num_envs", "utd", "batch_size", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("eval_episodes", "rollout_envs", "rollout_chunk"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check(
+            self,
+            positive=("train_steps", "num_envs", "utd", "batch_size", "eval_every")
+            + ("eval_episodes", "rollout_envs", "rollout_chunk"),
+            choices={"medium_target": ("run", "reference")},
+        )
         if self.warmup < self.batch_size:
             raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
         if self.train_steps <= self.warmup:
             raise ValueError(f"train_steps ({self.train_steps}) must exceed warmup ({self.warmup})")
         if not 0 < self.medium_fraction <= 1:
             raise ValueError(f"medium_fraction must be in (0, 1], got {self.medium_fraction}")
-        if self.medium_target not in ("run", "reference"):
-            raise ValueError(f"medium_target must be run or reference, got {self.medium_target!r}")
 
     def behaviour_key(self) -> tuple:
         """The fields that determine the behaviour run (rollout settings excluded)."""

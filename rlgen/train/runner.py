@@ -21,7 +21,7 @@ import numpy as np
 from rlgen import envs, runinfo
 from rlgen.agents import sac
 from rlgen.agents.common import Agent
-from rlgen.config import option
+from rlgen.config import check, option
 from rlgen.train import checkpoint, distributed, health
 from rlgen.train.distributed import fetch
 from rlgen.train.evaluations import EvaluationLog
@@ -38,8 +38,8 @@ from rlgen.train.sharding import seed_keys, seed_map, seed_sharding
 
 
 @dataclasses.dataclass(frozen=True)
-class OnlineConfig:
-    """Online SAC over vmapped seeds (``rlgen train sac``)."""
+class RunConfig:
+    """Settings every multi-seed run shares (``OnlineConfig``, ``FinetuneConfig``)."""
 
     env: str = option("task: hopper, halfcheetah, walker2d or ant", default="hopper")
     backend: str = option(
@@ -47,55 +47,54 @@ class OnlineConfig:
     )
     seeds: int = option("independent seeds, vmapped and sharded over devices", default=1)
     seed: int = option("base random seed; seed i uses fold_in(seed, i)", default=0)
+    batch_size: int = option("transitions per update batch", default=256)
+    eval_episodes: int = option("deterministic evaluation episodes per seed", default=10)
+    hidden: tuple[int, ...] = option("hidden widths of actor and critics", default=(256, 256))
+    gamma: float = option("discount", default=0.99)
+    run_dir: str = option("directory for config, metrics, checkpoints", default="runs/run")
+    resume: bool = option("continue from the latest checkpoint in run_dir", default=False)
+    progress: bool = option("show progress bars", default=True)
+
+    def __post_init__(self):
+        check(self, positive=("seeds", "batch_size", "eval_episodes"))
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineConfig(RunConfig):
+    """Online SAC over vmapped seeds (``rlgen train sac``)."""
+
     steps: int = option(
         "env steps per seed, warm-up included (rounded up to whole chunks)", default=100_000
     )
     warmup: int = option("initial env steps per seed with uniform random actions", default=5_000)
     num_envs: int = option("parallel envs per seed (transitions per block)", default=1)
     utd: int = option("critic updates per env step (update-to-data ratio)", default=1)
-    batch_size: int = option("transitions per update batch", default=256)
     buffer_size: int = option("replay capacity per seed", default=1_000_000)
     chunk: int = option("blocks per compiled chunk between host logs", default=1_000)
     eval_every: int = option("env steps between evaluations (0: only at the end)", default=10_000)
-    eval_episodes: int = option("deterministic evaluation episodes per seed", default=10)
     checkpoint_every: int = option(
         "env steps between checkpoints (0: only at the end)", default=50_000
     )
     num_critics: int = option("critic ensemble size (2: SAC, 10: REDQ-style)", default=2)
     target_subset: int = option("critics in the random min of the target", default=2)
     critic_layer_norm: bool = option("LayerNorm in the critics (helps at high UTD)", default=False)
-    hidden: tuple[int, ...] = option("hidden widths of actor and critics", default=(256, 256))
     actor_lr: float = option("actor learning rate", default=3e-4)
     critic_lr: float = option("critic learning rate", default=3e-4)
-    gamma: float = option("discount", default=0.99)
     tau: float = option("Polyak rate of the target critics", default=5e-3)
     run_dir: str = option("directory for config, metrics, checkpoints", default="runs/sac")
-    resume: bool = option("continue from the latest checkpoint in run_dir", default=False)
-    progress: bool = option("show a progress bar", default=True)
 
     def __post_init__(self):
-        positive = (
-            "seeds",
-            "steps",
-            "num_envs",
-            "utd",
-            "batch_size",
-            "buffer_size",
-            "chunk",
-            "eval_episodes",
-            "num_critics",
-            "target_subset",
+        super().__post_init__()
+        check(
+            self,
+            positive=("steps", "num_envs", "utd", "buffer_size", "chunk", "num_critics"),
+            non_negative=("warmup", "eval_every", "checkpoint_every"),
         )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check(self, positive=("target_subset",))
         if self.warmup < self.batch_size:
             raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
-        if not 0 < self.gamma < 1:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
 
     def sac_agent(self, obs_dim: int, action_dim: int) -> Agent:
         config = sac.Config(

@@ -40,7 +40,7 @@ import numpy as np
 
 from rlgen import config as flags
 from rlgen import envs, runinfo
-from rlgen.config import option
+from rlgen.config import check, option
 from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
 from rlgen.data.mixer import split_counts
@@ -113,19 +113,14 @@ class UpsampleConfig:
     progress: bool = option("print progress", default=True)
 
     def __post_init__(self):
-        positive = ("width", "train_steps", "batch_size", "sample_chunk", "log_every")
-        for name in (*positive, "dataset_size", "behaviour_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.sampler_steps < 2:
-            raise ValueError(f"sampler_steps must be >= 2, got {self.sampler_steps}")
-        if self.fidelity_rows < 0:
-            raise ValueError(f"fidelity_rows must be >= 0, got {self.fidelity_rows}")
-        if self.precision not in diffusion.PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(diffusion.PRECISIONS)}, "
-                f"got {self.precision!r}"
-            )
+        check(
+            self,
+            positive=("width", "train_steps", "batch_size", "sample_chunk", "log_every")
+            + ("dataset_size", "behaviour_steps"),
+            non_negative=("fidelity_rows",),
+            choices={"precision": tuple(diffusion.PRECISIONS)},
+            at_least={"sampler_steps": 2},
+        )
 
     def diffusion_config(self, obs_dim: int, action_dim: int) -> diffusion.Config:
         return diffusion.Config.for_transitions(
@@ -334,19 +329,14 @@ class SyntherConfig(OnlineConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 <= self.synthetic_ratio <= 1:
-            raise ValueError(f"synthetic_ratio must be in [0, 1], got {self.synthetic_ratio}")
-        positive = ("retrain_every", "diffusion_steps", "diffusion_width", "diffusion_batch")
-        for name in (*positive, "num_synthetic", "sample_chunk"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.sampler_steps < 2:
-            raise ValueError(f"sampler_steps must be >= 2, got {self.sampler_steps}")
-        if self.precision not in diffusion.PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(diffusion.PRECISIONS)}, "
-                f"got {self.precision!r}"
-            )
+        check(
+            self,
+            positive=("retrain_every", "diffusion_steps", "diffusion_width", "diffusion_batch")
+            + ("num_synthetic", "sample_chunk"),
+            unit=("synthetic_ratio",),
+            choices={"precision": tuple(diffusion.PRECISIONS)},
+            at_least={"sampler_steps": 2},
+        )
 
     def diffusion_config(self, obs_dim: int, action_dim: int) -> diffusion.Config:
         return diffusion.Config.for_transitions(
