@@ -15,11 +15,11 @@ from rlgen.data import datasets, replay
 from rlgen.data.transition import Transition
 from rlgen.gen import diffusion
 from rlgen.train import generate
+from rlgen.train.generators import train_diffusion
 from rlgen.train.synther import (
     SyntherConfig,
     SyntherRun,
     UpsampleConfig,
-    fit_buffer,
     masked_normalizer,
     resolve_dataset,
     upsample,
@@ -110,9 +110,9 @@ def test_fitting_on_a_growing_buffer_compiles_once():
     for size in (10, 700, 2_000):
         buffer, _ = random_buffer(size, capacity=2_000, obs_dim=11, action_dim=3)
         state = diffusion.init(jax.random.key(0), config, masked_normalizer(buffer))
-        state, metrics = fit_buffer(state, buffer, 30, 64)
+        state, metrics = train_diffusion(state, (buffer,), 30, 64)
         assert metrics["loss"].shape == (30,) and np.isfinite(metrics["loss"]).all()
-        cache_sizes.append(fit_buffer._cache_size())
+        cache_sizes.append(train_diffusion._cache_size())
     assert cache_sizes[0] == cache_sizes[-1], cache_sizes
 
 

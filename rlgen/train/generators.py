@@ -17,6 +17,7 @@ Everything is a pure function of per-seed states, jitted and vmapped by the runn
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -72,23 +73,32 @@ class DiffusionAugment:
         )
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps", "batch_size"))
+def train_diffusion(
+    state: diffusion.State, sources: tuple[ReplayBuffer, ...], num_steps: int, batch_size: int
+) -> tuple[diffusion.State, dict[str, jax.Array]]:
+    """``num_steps`` diffusion train steps (one ``lax.scan``) on batches drawn uniformly from
+    the filled rows of ``sources`` together. Buffer sizes are traced, so growing buffers reuse
+    the compiled program. Returns the state and per-step metrics of shape (num_steps,)."""
+
+    def step(state, _):
+        key, k_batch = jax.random.split(state.key)
+        batch = diffusion.flatten(sample_union(sources, k_batch, batch_size))
+        return diffusion.train_step(state.replace(key=key), batch)
+
+    return jax.lax.scan(step, state, length=num_steps)
+
+
 def fit_diffusion(
     aug: DiffusionAugment,
     key: jax.Array,
     sources: tuple[ReplayBuffer, ...],
     normalizer: Normalizer,
 ) -> tuple[diffusion.State, jax.Array]:
-    """A fresh diffusion model trained ``aug.train_steps`` steps on batches drawn uniformly from
-    the union of ``sources``; returns it and the mean loss of the last 10% of steps."""
-    k_init, k_batches = jax.random.split(key)
-    state = diffusion.init(k_init, aug.diffusion, normalizer)
-
-    def step(state, k):
-        batch = diffusion.flatten(sample_union(sources, k, aug.batch_size))
-        return diffusion.train_step(state, batch)
-
-    keys = jax.random.split(k_batches, aug.train_steps)
-    state, metrics = jax.lax.scan(step, state, keys)
+    """A fresh diffusion model trained ``aug.train_steps`` steps on the union of ``sources``;
+    returns it and the mean loss of the last 10% of steps."""
+    state = diffusion.init(key, aug.diffusion, normalizer)
+    state, metrics = train_diffusion(state, sources, aug.train_steps, aug.batch_size)
     tail = max(aug.train_steps // 10, 1)
     return state, metrics["loss"][-tail:].mean()
 

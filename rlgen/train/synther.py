@@ -17,8 +17,9 @@ fresh init (the cosine learning rate ends at 0) on that seed's whole replay buff
 regenerates the seed's synthetic buffer, all seeds in one ``jit(vmap(...))``. The reference
 code first fits at 10k steps and trains on real data until then; here the first fit is right
 after the warm-up (on its random-action data), so every compiled batch has the same mix.
-Training batches are drawn with :func:`rlgen.data.replay.sample` and the normaliser is fitted
-on the valid rows only (:func:`masked_normalizer`), so the growing buffer never recompiles.
+Training batches are drawn from the filled rows (:func:`rlgen.train.generators.train_diffusion`)
+and the normaliser is fitted on them only (:func:`masked_normalizer`), so the growing buffer
+never recompiles.
 Synthetic rows carry ``mc_return = UNKNOWN_RETURN``. The synthetic buffer is part of the run
 state, so checkpoints and resume cover it.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -47,6 +47,7 @@ from rlgen.data.mixer import split_counts
 from rlgen.data.normalize import Normalizer
 from rlgen.data.replay import ReplayBuffer
 from rlgen.gen import diffusion, edm, fidelity
+from rlgen.train.generators import train_diffusion
 from rlgen.train.logger import summarize
 from rlgen.train.runner import OnlineConfig, OnlineRun, crossed, enable_compilation_cache
 
@@ -62,22 +63,6 @@ def masked_normalizer(buffer: ReplayBuffer, eps: float = 1e-6) -> Normalizer:
     std = jnp.where(std < eps, 1.0, std)
     raw = jnp.arange(flat.shape[1]) == flat.shape[1] - 1  # the terminal dim stays raw
     return Normalizer(mean=jnp.where(raw, 0.0, mean), std=jnp.where(raw, 1.0, std))
-
-
-@functools.partial(jax.jit, static_argnames=("num_steps", "batch_size"))
-def fit_buffer(
-    state: diffusion.State, buffer: ReplayBuffer, num_steps: int, batch_size: int
-) -> tuple[diffusion.State, dict[str, jax.Array]]:
-    """``num_steps`` diffusion train steps (one ``lax.scan``) on uniform batches of the buffer's
-    valid rows; ``buffer.size`` is traced, so a growing buffer reuses the compiled program.
-    Returns the state and per-step metrics of shape (num_steps,)."""
-
-    def body(state, _):
-        key, k_batch = jax.random.split(state.key)
-        batch = diffusion.flatten(replay.sample(buffer, k_batch, batch_size))
-        return diffusion.train_step(state.replace(key=key), batch)
-
-    return jax.lax.scan(body, state, length=num_steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +181,7 @@ def upsample(
     start, done, losses = time.perf_counter(), 0, []
     while done < c.train_steps:
         steps = min(c.log_every, c.train_steps - done)
-        state, metrics = fit_buffer(state, buffer, steps, c.batch_size)
+        state, metrics = train_diffusion(state, (buffer,), steps, c.batch_size)
         done += steps
         losses.append(float(metrics["loss"].mean()))
         rate = done / (time.perf_counter() - start)
@@ -371,7 +356,7 @@ class SyntherRun(OnlineRun):
         def refresh(buffer, old_synthetic, key):  # old_synthetic: donated, its memory reused
             k_init, k_sample = jax.random.split(key)
             state = diffusion.init(k_init, gen_config, masked_normalizer(buffer))
-            state, metrics = fit_buffer(state, buffer, c.diffusion_steps, c.diffusion_batch)
+            state, metrics = train_diffusion(state, (buffer,), c.diffusion_steps, c.diffusion_batch)
             data = diffusion.generate(state, k_sample, c.num_synthetic, chunk_size=c.sample_chunk)
             data = data.replace(mc_return=jnp.full_like(data.mc_return, UNKNOWN_RETURN))
             summary = {f"diffusion_{k}": v[-tail:].mean() for k, v in metrics.items()}
