@@ -1,11 +1,13 @@
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rlgen.agents import td3bc
+from rlgen.agents.common import with_obs_normalizer
 from rlgen.data.transition import Transition
 
 OBS, ACT, B = 3, 2, 16
@@ -109,3 +111,23 @@ def test_validation():
         td3bc.Config(OBS, ACT, policy_freq=0)
     with pytest.raises(ValueError, match="do not match"):
         td3bc.update(CONFIG, STATE, Transition.zeros(OBS + 2, ACT, (B,)), None)
+
+
+def test_obs_normalizer_wrapper_feeds_z_scored_observations():
+    agent = td3bc.make_agent(CONFIG)
+    mean, std = jnp.array([1.0, -2.0, 0.5]), jnp.array([2.0, 0.5, 4.0])
+    wrapped = with_obs_normalizer(agent, mean, std)
+    batch, key = _batch(3, lead=(2, B)), jax.random.key(1)
+    z = batch.replace(obs=(batch.obs - mean) / std, next_obs=(batch.next_obs - mean) / std)
+    got, _ = wrapped.update(STATE, batch, key)
+    want, _ = agent.update(STATE, z, key)
+    chex.assert_trees_all_close(got, want)
+    obs = batch.obs[0]
+    np.testing.assert_array_equal(
+        wrapped.act(STATE, obs, key, deterministic=True),
+        agent.act(STATE, (obs - mean) / std, key, deterministic=True),
+    )
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        with_obs_normalizer(agent, mean[:2], std)
+    with pytest.raises(ValueError, match="std must be positive"):
+        with_obs_normalizer(agent, mean, std.at[1].set(0.0))

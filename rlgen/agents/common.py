@@ -58,6 +58,31 @@ class Agent:
     action_dim: int
 
 
+def with_obs_normalizer(agent: Agent, mean: jax.Array, std: jax.Array) -> Agent:
+    """``agent`` fed z-scored observations, ``(obs - mean) / std``: in ``act`` and in the
+    ``obs`` / ``next_obs`` of every update batch (TD3+BC's state normalisation). Callers keep
+    passing raw observations."""
+    if jnp.shape(mean) != (agent.obs_dim,) or jnp.shape(std) != (agent.obs_dim,):
+        raise ValueError(
+            f"mean and std must have shape ({agent.obs_dim},), got "
+            f"{jnp.shape(mean)} and {jnp.shape(std)}"
+        )
+    if not bool(jnp.all(std > 0)):
+        raise ValueError("std must be positive in every dimension")
+
+    def normalize(obs):
+        return (obs - mean) / std
+
+    def act(state, obs, key, deterministic=False):
+        return agent.act(state, normalize(obs), key, deterministic)
+
+    def update(state, batches, key):
+        batches = batches.replace(obs=normalize(batches.obs), next_obs=normalize(batches.next_obs))
+        return agent.update(state, batches, key)
+
+    return dataclasses.replace(agent, act=act, update=update)
+
+
 def check_sizes(config, *at_least_one: str) -> None:
     """Raise ValueError naming the field unless obs/action dims are positive and each named
     field is >= 1."""

@@ -10,7 +10,8 @@ critic step also updates the actor, with
 and Polyak-updates both targets. With ``bc_weight = 0`` this is TD3 up to the positive
 per-batch scale lambda, which Adam's normalisation nearly removes. The actor step is computed
 on every critic step and kept only on actor steps (a mask, so seeds vmap without both-branch
-``lax.cond``); observations are expected normalised as in the paper (done by the pipeline).
+``lax.cond``). The paper z-scores observations by the dataset's statistics: wrap the agent
+with :func:`rlgen.agents.common.with_obs_normalizer` (``rlgen finetune td3bc`` does).
 
 ``update`` takes a (B,) batch or a (U, B) stack, scanning U critic steps; ``state.step``
 counts critic steps, so the actor schedule carries over between calls.

@@ -28,7 +28,7 @@ import numpy as np
 
 from rlgen import envs, runinfo
 from rlgen.agents import cql, iql, td3bc
-from rlgen.agents.common import Agent
+from rlgen.agents.common import Agent, with_obs_normalizer
 from rlgen.config import check, option
 from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
@@ -115,6 +115,10 @@ class FinetuneConfig(RunConfig):
     expectile: float = option("IQL expectile", default=0.7)
     beta: float = option("IQL inverse temperature", default=3.0)
     bc_alpha: float = option("TD3+BC alpha", default=2.5)
+    obs_norm: bool = option(
+        "TD3+BC: z-score observations by the dataset's mean and std + 1e-3 (the paper's)",
+        default=True,
+    )
     finetune_bc_weight: float = option(
         "TD3+BC weight of the BC term online (0: plain TD3)", default=0.0
     )
@@ -359,6 +363,10 @@ class FinetuneRun:
         self.sharding = seed_sharding(c.seeds, devices)
         self.offline = put(replay.from_transitions(dataset), replicated(self.sharding))
         self.agent = c.agent(self.env.observation_size, self.env.action_size)
+        if c.algo == "td3bc" and c.obs_norm:
+            self.agent = with_obs_normalizer(
+                self.agent, dataset.obs.mean(0), dataset.obs.std(0) + 1e-3
+            )
         self.max_episode_steps = getattr(self.env, "max_episode_steps", 1000)
         self.warmup_blocks = math.ceil(c.warmup / c.num_envs) if c.steps else 0
         online_steps = max(c.steps - self.warmup_blocks * c.num_envs, 0)
