@@ -89,10 +89,10 @@ class OnlineConfig(RunConfig):
         super().__post_init__()
         check(
             self,
-            positive=("steps", "num_envs", "utd", "buffer_size", "chunk", "num_critics"),
+            positive=("steps", "num_envs", "utd", "buffer_size", "chunk", "num_critics")
+            + ("target_subset",),
             non_negative=("warmup", "eval_every", "checkpoint_every"),
         )
-        check(self, positive=("target_subset",))
         if self.warmup < self.batch_size:
             raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
 
