@@ -44,12 +44,14 @@ def _finetune(args: argparse.Namespace) -> None:
     enable_compilation_cache()
     config = flags.from_arguments(FinetuneConfig, args, algo=args.algo)
     results = FinetuneRun(config).run()
-    offline, final = results["offline_score_per_seed"], results["final_score_per_seed"]
+    offline = [f"{x:.1f}" for x in results["offline_score_per_seed"]]
+    final = [f"{x:.1f}" if config.steps else "-" for x in results["final_score_per_seed"]]
+    mean_final = f"{results['final_score_mean']:.1f}" if config.steps else "-"
     print(f"\n{config.algo} on {config.env} / {config.dataset} (D4RL-normalised score)")
     print("| seed | after offline | after online |\n|---:|---:|---:|")
     for i, (before, after) in enumerate(zip(offline, final, strict=True)):
-        print(f"| {i} | {before:.1f} | {after:.1f} |")
-    print(f"| mean | {results['offline_score_mean']:.1f} | {results['final_score_mean']:.1f} |")
+        print(f"| {i} | {before} | {after} |")
+    print(f"| mean | {results['offline_score_mean']:.1f} | {mean_final} |")
     print(f"wall time {results['wall_time_s']:.1f} s; run directory {config.run_dir}")
 
 
