@@ -44,6 +44,24 @@ def test_finetune_cli_flags_and_errors(capsys):
         cli.main(["finetune", "iql", "--dataset", "no-such-kind", "--backend", "mujoco"])
 
 
+def test_finetune_cli_offline_only_prints_scores_and_no_online_column(tmp_path, capsys):
+    from rlgen.train import generate
+
+    data = generate.generate("hopper", "random", size=300, data_dir=tmp_path, progress=False)
+    cli.main(
+        ["finetune", "td3bc", "--dataset", str(data), "--steps", "0", "--seeds", "2"]
+        + ["--pretrain-steps", "20", "--chunk", "10", "--hidden", "8", "8", "--batch-size", "16"]
+        + ["--eval-episodes", "1", "--backend", "mujoco", "--no-progress"]
+        + ["--run-dir", str(tmp_path / "run")]
+    )
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| seed | after offline | after online |"
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["0", "1", "mean"]
+    assert all(r.split("|")[3].strip() == "-" for r in rows[1:])
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert f"{saved['offline_score_mean']:.1f}" == rows[-1].split("|")[2].strip()
+
+
 def test_demo_at_ci_scale_runs_the_pipeline_and_writes_table_and_plot(tmp_path):
     out = run_python(
         "-m", "rlgen.cli", "demo", "--scale", "ci", "--out", str(tmp_path), "--no-progress"
