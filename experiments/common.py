@@ -31,10 +31,25 @@ class Arm:
     overrides: dict
 
 
+def finetune_config(overrides: dict):
+    """The offline-to-online config (``rlgen.train.finetune``) of a run's overrides."""
+    from rlgen.train.finetune import FinetuneConfig
+
+    return FinetuneConfig(**overrides)
+
+
+def finetune_run(overrides: dict):
+    """An offline-to-online run (``rlgen.train.finetune``) from config overrides."""
+    from rlgen.train.finetune import FinetuneRun
+
+    return FinetuneRun(finetune_config(overrides))
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """A paper's experiment. ``make_run(config_overrides) -> object with .run() -> results``
-    builds one multi-seed run; results carry ``evaluations`` (phase, step, score per seed)."""
+    builds one multi-seed run; results carry ``evaluations`` (phase, step, score per seed).
+    ``make_config(config_overrides)`` builds (and so validates) that run's config alone."""
 
     name: str
     claim: str  # what the paper reports, the reference for the comparison
@@ -42,6 +57,7 @@ class Protocol:
     arms: tuple[Arm, ...]
     scales: dict[str, dict]  # "full" / "smoke" -> shared overrides
     make_run: Callable[[dict], object]
+    make_config: Callable[[dict], object] = finetune_config
     smoke_tasks: tuple[str, ...] = ()  # tasks run below full scale (default: the first)
     ablation_task: str | None = None  # extra arms run on this task only (full scale)
     ablations: tuple[Arm, ...] = ()
@@ -106,6 +122,12 @@ SMOKE = dict(
 )
 
 
+def run_overrides(protocol: Protocol, task: str, arm: Arm, scale: str) -> dict:
+    """A run's config overrides: the scale's budgets (and smoke's dataset) beat the task's;
+    the arm's settings win."""
+    return {**protocol.tasks[task], **protocol.scales[scale], **arm.overrides}
+
+
 def _runs(protocol: Protocol, scale: str) -> list[tuple[str, Arm]]:
     tasks = list(protocol.tasks)
     if scale != "full":  # smoke (and cpu) scales run the first task only
@@ -130,8 +152,7 @@ def run_protocol(protocol: Protocol, scale: str, out: str | os.PathLike) -> dict
         if done.exists():
             results = json.loads(done.read_text())
         else:
-            # the scale's budgets (and smoke's dataset) beat the task's; the arm's settings win
-            overrides = {**protocol.tasks[task], **protocol.scales[scale], **arm.overrides}
+            overrides = run_overrides(protocol, task, arm, scale)
             print(f"[{protocol.name}] {task} / {arm.label}", flush=True)
             start = time.perf_counter()
             # resume: a run cut short (e.g. by a time limit) continues from its checkpoint
@@ -268,10 +289,3 @@ def main(protocol: Protocol, argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     enable_compilation_cache()
     return run_protocol(protocol, args.scale, args.out)
-
-
-def finetune_run(overrides: dict):
-    """An offline-to-online run (``rlgen.train.finetune``) from config overrides."""
-    from rlgen.train.finetune import FinetuneConfig, FinetuneRun
-
-    return FinetuneRun(FinetuneConfig(**overrides))

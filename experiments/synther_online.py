@@ -21,16 +21,24 @@ GENERATOR_FIELDS = (
 )
 
 
-def online_run(overrides: dict):
-    """An online SAC run, or a SynthER run when ``overrides["synther"]``."""
-    from rlgen.train.runner import OnlineConfig, OnlineRun
-    from rlgen.train.synther import SyntherConfig, SyntherRun
+def online_config(overrides: dict):
+    """An online SAC config, or a SynthER one when ``overrides["synther"]``."""
+    from rlgen.train.runner import OnlineConfig
+    from rlgen.train.synther import SyntherConfig
 
     overrides = dict(overrides)
     if overrides.pop("synther", False):
-        return SyntherRun(SyntherConfig(**overrides))
-    sac = {k: v for k, v in overrides.items() if k not in GENERATOR_FIELDS}
-    return OnlineRun(OnlineConfig(**sac))
+        return SyntherConfig(**overrides)
+    return OnlineConfig(**{k: v for k, v in overrides.items() if k not in GENERATOR_FIELDS})
+
+
+def online_run(overrides: dict):
+    """An online SAC run, or a SynthER run when ``overrides["synther"]``."""
+    from rlgen.train.runner import OnlineRun
+    from rlgen.train.synther import SyntherConfig, SyntherRun
+
+    config = online_config(overrides)
+    return SyntherRun(config) if isinstance(config, SyntherConfig) else OnlineRun(config)
 
 
 PROTOCOL = Protocol(
@@ -83,6 +91,7 @@ PROTOCOL = Protocol(
         ),
     },
     make_run=online_run,
+    make_config=online_config,
 )
 
 if __name__ == "__main__":
