@@ -12,7 +12,7 @@ scales). For each sample set:
   (transition consistency, :func:`rlgen.gen.fidelity.dynamics_error`).
 
     python -m experiments.edis_guidance --scale full   # GPU
-    python -m experiments.edis_guidance --scale cpu    # about 10 minutes on 2 cores
+    python -m experiments.edis_guidance --scale cpu    # about 2 minutes on 2 cores
 """
 
 from __future__ import annotations
