@@ -259,11 +259,17 @@ def report(protocol: Protocol, scale: str, records: list[dict], out: Path) -> di
         "aggregates": aggregates,
         "runs": records,
     }
+    write_report(out, summary, lines)
+    return summary
+
+
+def write_report(out: Path, summary: dict, lines: list[str]) -> None:
+    """``out/results.json`` (``summary``) and ``out/results.md`` (``lines``), each written
+    atomically; the table is printed too."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "results.json", json.dumps(summary, indent=2, default=str))
     _atomic_write(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    return summary
 
 
 def _fmt(interval) -> str:

@@ -12,24 +12,27 @@ rest -- 10k, the small-data protocol's size.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from experiments.common import CPU, _atomic_write
+from experiments.common import CPU, write_report
 from rlgen import runinfo
 from rlgen.data.returns import episode_ends
 from rlgen.gen import dynamics
 from rlgen.train.finetune import FinetuneConfig, load_dataset
 
 HORIZONS = (1, 5)
-DATA = ("behaviour_steps", "generate_size")  # the CPU scale's dataset budgets
 SCALES = {
     "full": dict(tasks=("hopper", "walker2d"), seeds=5, train_rows=10_000, data={}),
-    "cpu": dict(tasks=("hopper",), seeds=4, train_rows=10_000, data={k: CPU[k] for k in DATA}),
+    "cpu": dict(
+        tasks=("hopper",),
+        seeds=4,
+        train_rows=10_000,
+        data=dict(behaviour_steps=CPU["behaviour_steps"], generate_size=CPU["generate_size"]),
+    ),
     "smoke": dict(
         tasks=("hopper",),
         seeds=2,
@@ -99,11 +102,7 @@ def report(rows: list[dict], scale: str, out: Path) -> None:
                 f"| {model.mean():.4g} +- {model.std():.2g} | {base.mean():.4g} "
                 f"| {(model / base).mean():.3f} |"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"scale": scale, "system": runinfo.describe(), "tasks": rows}
-    _atomic_write(out / "results.json", json.dumps(summary, indent=2, default=str))
-    _atomic_write(out / "results.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, {"scale": scale, "system": runinfo.describe(), "tasks": rows}, lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,7 +57,7 @@ from rlgen.train.online import (
     train_chunk,
     warmup_chunk,
 )
-from rlgen.train.runner import RunConfig, crossed, write_json
+from rlgen.train.runner import RunConfig, crossed, env_steps, write_json
 from rlgen.train.sharding import replicated, seed_keys, seed_map, seed_sharding
 
 ALGOS = ("calql", "cql", "iql", "td3bc")
@@ -519,7 +519,7 @@ class FinetuneRun:
             "env": c.env,
             "dataset": self.dataset_info,
             "pretrain_updates": int(fetch(state.updates)[0]),
-            "env_steps_per_seed": int(fetch(state.env_steps)[0]),
+            "env_steps_per_seed": env_steps(state),
             "offline_return_per_seed": offline_eval["eval_return"].tolist(),
             "offline_score_per_seed": offline_eval["eval_score"].tolist(),
             "offline_score_mean": float(offline_eval["eval_score"].mean()),
@@ -587,7 +587,7 @@ class FinetuneRun:
 
     def _finetune(self, state, mngr, until: int, offline_eval: dict):
         c = self.config
-        step = int(fetch(state.env_steps)[0])
+        step = env_steps(state)
         updates = int(fetch(state.updates)[0])
         logger = distributed.logger(
             self.run_dir / "finetune", self.total_steps, c.progress, description="fine-tune"
@@ -601,13 +601,13 @@ class FinetuneRun:
                 if c.algo == "td3bc":
                     state = _set_hparam(state, "bc_weight", c.finetune_bc_weight)
                 state = self.collect_fn(state) if self.warmup_blocks else state
-                step = int(fetch(state.env_steps)[0])
+                step = env_steps(state)
                 if c.augment == "edis":
                     state, metrics = self._refit(state)
                     logger.log(step, metrics, step, 0, c.seeds)
             while step < until:
                 state, metrics, flags = self.finetune_fn(state, self.offline)
-                prev, step = step, int(fetch(state.env_steps)[0])
+                prev, step = step, env_steps(state)
                 health.check(fetch(flags), step)
                 row = summarize(fetch(metrics))
                 if c.augment == "edis" and crossed(c.refresh_every, prev, step) and step < until:

@@ -182,6 +182,12 @@ class OnlineRun:
         keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.seed_keys(salt=1))
         return fetch(self.eval_fn(state.agent, keys))
 
+    def _evaluate_and_log(self, state, step: int) -> np.ndarray:
+        """Per-seed evaluation returns, recorded in ``self.eval_log`` (phase ``online``)."""
+        returns = self.evaluate(state, step)
+        self.eval_log.add("online", step, returns)
+        return returns
+
     def run(self, until: int | None = None) -> dict:
         """Train to ``config.steps`` (or stop after the chunk reaching ``until`` env steps).
 
@@ -219,18 +225,14 @@ class OnlineRun:
                 row = summarize(fetch(metrics))
                 state = self.after_chunk(state, prev, step, row)
                 if crossed(c.eval_every, prev, step) or step >= until:
-                    last_eval = (step, self.evaluate(state, step))
-                    self.eval_log.add("online", step, last_eval[1])
+                    last_eval = (step, self._evaluate_and_log(state, step))
                     row.update(summarize({"eval_return": last_eval[1]}))
                 logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
                 if crossed(c.checkpoint_every, prev, step) or step >= until:
                     checkpoint.save(mngr, step, state)
         finally:
             logger.close()
-        if last_eval[0] == step:
-            final = last_eval[1]
-        else:
-            final = self.eval_log.add("online", step, self.evaluate(state, step))["eval_return"]
+        final = last_eval[1] if last_eval[0] == step else self._evaluate_and_log(state, step)
         results = {
             "env": c.env,
             "env_steps_per_seed": step,
