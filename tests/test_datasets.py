@@ -4,6 +4,7 @@ import pytest
 
 from rlgen.data import (
     DatasetError,
+    datasets,
     load_d4rl,
     normalize,
     normalized_score,
@@ -25,9 +26,45 @@ def make_data(n=6, obs_dim=3, act_dim=2, seed=0):
     }
 
 
+def with_infos(data, nq=4, nv=3):
+    """``data`` plus D4RL's per-row infos (qpos, qvel, log-probs of the actions)."""
+    n = len(data["rewards"])
+    rng = np.random.default_rng(1)
+    return {
+        **data,
+        "infos/qpos": rng.normal(size=(n, nq)).astype(np.float32),
+        "infos/qvel": rng.normal(size=(n, nv)).astype(np.float32),
+        "infos/action_log_probs": rng.normal(size=n).astype(np.float32),
+    }
+
+
+def write_d4rl(path, data, policy=True):
+    """A file in D4RL's own layout (scripts/generation/mujoco/collect_data.py): flat fields,
+    ``infos/*`` datasets and, for policy data, nested ``metadata`` datasets with the policy's
+    weights."""
+    with h5py.File(path, "w") as f:
+        for key, arr in data.items():
+            f.create_dataset(key, data=arr, compression="gzip")
+        if policy:
+            f["metadata/algorithm"] = np.bytes_("SAC")
+            f["metadata/iteration"] = np.array([1000], dtype=np.int32)[0]
+            f["metadata/policy/nonlinearity"] = np.bytes_("relu")
+            f["metadata/policy/output_distribution"] = np.bytes_("tanh_gaussian")
+            obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
+            for layer, (n_in, n_out) in {
+                "fc0": (obs_dim, 8),
+                "fc1": (8, 8),
+                "last_fc": (8, act_dim),
+                "last_fc_log_std": (8, act_dim),
+            }.items():
+                f[f"metadata/policy/{layer}/weight"] = np.ones((n_out, n_in), np.float32)
+                f[f"metadata/policy/{layer}/bias"] = np.zeros(n_out, np.float32)
+    return path
+
+
 @pytest.mark.parametrize("suffix", [".hdf5", ".npz"])
 def test_round_trip_keeps_arrays_and_metadata(tmp_path, suffix):
-    data = make_data()
+    data = with_infos(make_data())
     data["terminals"][2] = True
     meta = {"env": "hopper", "policy_return": 1234.5, "seeds": [1, 2]}
     path = save_d4rl(tmp_path / f"d{suffix}", data, meta)
@@ -36,6 +73,60 @@ def test_round_trip_keeps_arrays_and_metadata(tmp_path, suffix):
         np.testing.assert_array_equal(loaded[key], arr, err_msg=key)
     assert loaded_meta == meta
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_loads_d4rl_v2_policy_file_with_nested_metadata(tmp_path):
+    """hopper-medium-v2's layout: metadata/policy/<layer>/{weight, bias} groups, byte-string
+    and scalar metadata datasets, infos/*; the scalars are read, the weights skipped."""
+    data = with_infos(make_data(n=5))
+    path = write_d4rl(tmp_path / "hopper-medium-v2.hdf5", data)
+    loaded, meta = datasets.load(path)
+    assert meta == {
+        "algorithm": "SAC",
+        "iteration": 1000,
+        "policy/nonlinearity": "relu",
+        "policy/output_distribution": "tanh_gaussian",
+    }
+    for key, arr in data.items():
+        np.testing.assert_array_equal(loaded[key], arr, err_msg=key)
+    assert len(to_transitions(loaded)) == 5
+
+
+def test_d4rl_v0_file_without_timeouts_gets_them_from_the_step_counter(tmp_path):
+    """v0 layout: no timeouts. Episodes of 1000 (time limit), 300 (terminal), 1000 (time
+    limit) and 200 rows (cut by the file's end): the derived timeouts are rows 999 and 2299."""
+    n = 2_500
+    data = make_data(n=n, obs_dim=2, act_dim=1)
+    del data["timeouts"], data["next_observations"]
+    data["terminals"] = np.zeros(n, np.float32)
+    data["terminals"][1_299] = 1.0
+    path = write_d4rl(tmp_path / "hopper-medium-v0.hdf5", data, policy=False)
+    with pytest.warns(UserWarning, match="'timeouts'.*1000 steps"):
+        loaded, _ = datasets.load(path)
+    np.testing.assert_array_equal(np.flatnonzero(loaded["timeouts"]), [999, 2_299])
+    # as qlearning_dataset: rows 999, 2299 (time limits) and 2499 (no next row) are dropped
+    assert len(to_transitions(loaded)) == n - 3
+
+
+def test_ant_v2_dims_error_says_what_differs_and_converts(tmp_path):
+    """A D4RL Ant-v2 file (111-dim rows, 84 contact-force columns) against Ant-v5's 105."""
+    data = make_data(n=4, obs_dim=111, act_dim=8)
+    data["observations"][:, 27:] = 0.0  # D4RL's Ant files observe no contact forces
+    path = write_d4rl(tmp_path / "ant-medium-v2.hdf5", data, policy=False)
+    loaded, _ = datasets.load(path)
+    message = datasets.dimension_mismatch_message("ant", (111, 8), (105, 8))
+    assert message.startswith("dataset obs/action dims 111/8 do not match env ant (105/8)")
+    for part in ("Ant-v2", "Ant-v5", "worldbody", "27:33", "ant_v2_to_v5", "dataset generate"):
+        assert part in message, part
+    plain = datasets.dimension_mismatch_message("hopper", (12, 3), (11, 3))
+    assert plain == "dataset obs/action dims 12/3 do not match env hopper (11/3)"
+    converted = datasets.ant_v2_to_v5(loaded)
+    for key in ("observations", "next_observations"):
+        want = np.concatenate([data[key][:, :27], data[key][:, 33:]], axis=1)
+        np.testing.assert_array_equal(converted[key], want, err_msg=key)
+    np.testing.assert_array_equal(converted["actions"], data["actions"])
+    with pytest.raises(DatasetError, match="'observations'"):
+        datasets.ant_v2_to_v5(converted)
 
 
 def test_loads_d4rl_file_written_by_another_tool(tmp_path):
@@ -69,8 +160,25 @@ def test_loads_d4rl_file_written_by_another_tool(tmp_path):
         (lambda d: d.update(terminals=np.array(["a"] * 6)), "terminals"),
         (lambda d: d.update(timeouts=np.full(6, 0.5)), "timeouts"),
         (lambda d: d.update(rewards=d["rewards"][:, None]), "rewards"),
+        (lambda d: d.update({"infos/qpos": np.zeros((5, 2))}), "infos/qpos"),
+        (
+            lambda d: d.update({"infos/action_log_probs": np.full(6, -np.inf)}),
+            "infos/action_log_probs",
+        ),
+        (lambda d: d.update({"infos/qvel": np.array(["a"] * 6)}), "infos/qvel"),
     ],
-    ids=["missing", "length", "nan", "inf", "dtype", "flag-values", "rank"],
+    ids=[
+        "missing",
+        "length",
+        "nan",
+        "inf",
+        "dtype",
+        "flag-values",
+        "rank",
+        "infos-length",
+        "infos-inf",
+        "infos-dtype",
+    ],
 )
 def test_bad_input_errors_name_the_field(tmp_path, mutate, field):
     data = make_data()
