@@ -62,44 +62,83 @@ def test_q_target_uses_v_of_next_obs_and_terminal():
     np.testing.assert_array_equal(iql.q_target(CONFIG, state, other_obs), target)
 
 
-def test_actor_loss_is_weighted_tanh_gaussian_log_likelihood():
+def test_actor_loss_is_weighted_gaussian_log_likelihood_of_raw_actions():
     batch = _batch(2)
+    action = np.asarray(batch.action).copy()
+    action[: B // 2] = np.sign(action[: B // 2])  # half the rows at the bounds +-1
+    batch = batch.replace(action=action)
     loss, _ = iql.actor_loss(CONFIG, STATE.actor.params, STATE, batch)
     actor, critic, value = iql.networks(CONFIG)
     adv = critic.apply(STATE.target_critic, batch.obs, batch.action).min(0) - value.apply(
         STATE.value.params, batch.obs
     )
     mean, log_std = actor.apply(STATE.actor.params, batch.obs)
-    logp = nets.tanh_gaussian_log_prob(mean, log_std, batch.action)
+    np.testing.assert_array_equal(log_std, 0.0)  # the reference's init
+    logp = (-0.5 * (action - np.asarray(mean)) ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
     expected = -(np.minimum(np.exp(3.0 * adv), 100.0) * logp).mean()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert np.isfinite(float(loss)) and float(loss) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_cosine_actor_schedule():
-    config = iql.Config(OBS, ACT, hidden=(16, 16), actor_decay_steps=100)
-    at = lambda step: float(iql.actor_lr(config, STATE.replace(step=jnp.int32(step))))
+def test_act_is_the_tanh_mean_or_a_clipped_gaussian_sample():
+    obs = np.random.default_rng(4).normal(size=(64, OBS)).astype(np.float32)
+    params = STATE.actor.params["params"]
+    mean = jnp.tanh(nets.MLP(CONFIG.hidden, ACT).apply({"params": params["MLP_0"]}, obs))
+    np.testing.assert_allclose(iql.act(CONFIG, STATE, obs, None, True), mean, rtol=1e-6)
+    wide = {"params": {**params, "log_std": jnp.full((ACT,), 1.0)}}
+    state = STATE.replace(actor=STATE.actor.replace(params=wide))
+    key = jax.random.key(5)
+    action = iql.act(CONFIG, state, obs, key)
+    raw = mean + math.e * jax.random.normal(key, mean.shape)
+    np.testing.assert_allclose(action, np.clip(raw, -1.0, 1.0), rtol=1e-5, atol=1e-6)
+    assert np.any(np.abs(action) == 1.0) and float(jnp.abs(action).max()) <= 1.0
+
+
+DECAY_CONFIG = iql.Config(OBS, ACT, hidden=(16, 16), actor_decay_steps=100)
+
+
+def _with_decay(state, flag):
+    return state.replace(hp=state.hp.replace(actor_lr_decay=jnp.float32(flag)))
+
+
+def test_cosine_actor_schedule_and_switch_to_the_base_lr():
+    def at(step, flag=1.0):
+        state = _with_decay(STATE.replace(step=jnp.int32(step)), flag)
+        return float(iql.actor_lr(DECAY_CONFIG, state))
+
     assert at(0) == pytest.approx(3e-4)
+    assert at(25) == pytest.approx(3e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
     assert at(50) == pytest.approx(1.5e-4)
+    assert at(75) == pytest.approx(3e-4 * 0.5 * (1 + math.cos(3 * math.pi / 4)))
     assert at(100) == pytest.approx(0.0, abs=1e-12) and at(200) == pytest.approx(0.0, abs=1e-12)
+    assert at(50, 0.0) == pytest.approx(3e-4) and at(200, 0.0) == pytest.approx(3e-4)
     assert float(iql.actor_lr(CONFIG, STATE.replace(step=jnp.int32(10**6)))) == pytest.approx(3e-4)
 
 
-def test_update_stack_vmapped_over_seeds_and_expectile():
-    states = jax.tree.map(lambda x: np.stack([x, x]), STATE)
-    states = states.replace(hp=states.hp.replace(expectile=np.array([0.5, 0.9], np.float32)))
+def _frozen_then_moving(before, after):
+    np.testing.assert_array_equal(after[0], before[0])
+    assert not np.array_equal(after[1], before[1])
+
+
+def test_update_stack_vmapped_over_seeds_expectile_and_actor_lr_decay():
+    states = jax.tree.map(lambda x: np.stack([x, x]), STATE.replace(step=jnp.int32(150)))
+    hp = states.hp.replace(
+        expectile=np.array([0.5, 0.9], np.float32), actor_lr_decay=np.array([1, 0], np.float32)
+    )
     batches = jax.tree.map(lambda x: np.stack([x, x]), _batch(3, (2, B)))
-    update = jax.jit(jax.vmap(functools.partial(iql.update, CONFIG)))
-    out, metrics = update(states, batches, jax.random.split(jax.random.key(0), 2))
-    np.testing.assert_array_equal(out.step, [2, 2])  # one IQL step per scanned batch
+    update = jax.jit(jax.vmap(functools.partial(iql.update, DECAY_CONFIG)))
+    out, metrics = update(states.replace(hp=hp), batches, jax.random.split(jax.random.key(0), 2))
+    np.testing.assert_array_equal(out.step, [152, 152])  # one IQL step per scanned batch
     assert all(np.all(np.isfinite(v)) for v in metrics.values())
     # Same data, different expectiles: the value nets diverge.
     assert not all(np.array_equal(x[0], x[1]) for x in jax.tree.leaves(out.value.params))
+    # Past the decay the actor is frozen (lr 0) unless the decay is switched off.
+    jax.tree.map(_frozen_then_moving, states.actor.params, out.actor.params)
     single = jax.tree.map(lambda x: np.asarray(x)[0], out)
     action = iql.act(CONFIG, single, np.zeros((4, OBS), np.float32), jax.random.key(1))
     assert action.shape == (4, ACT) and float(jnp.abs(action).max()) <= 1.0
     mean, _ = iql.networks(CONFIG)[0].apply(single.actor.params, np.zeros((4, OBS), np.float32))
-    np.testing.assert_allclose(
-        iql.act(CONFIG, single, np.zeros((4, OBS), np.float32), None, True), jnp.tanh(mean)
+    np.testing.assert_array_equal(
+        iql.act(CONFIG, single, np.zeros((4, OBS), np.float32), None, True), mean
     )
 
 

@@ -6,10 +6,14 @@ Three losses, applied in this order on each batch (as the reference code):
   log pi(a|s)] over dataset actions;
 - critic: Q_k(s, a) onto r + gamma (1 - terminal) V(s'), then a Polyak target update.
 
-The policy is the tanh-Gaussian shared with SAC / Cal-QL (``nets.TanhGaussianPolicy``): its
-samples stay in [-1, 1] for online fine-tuning and its parameters can seed a SAC-style actor.
-The tanh Jacobian in log pi(a|s) does not depend on the parameters, so the actor gradient is
-a weighted Gaussian fit to atanh(a) (dataset actions are clipped to 1 - 1e-6 first).
+The policy is the reference's (``nets.GaussianPolicy``): a Gaussian with mean tanh(MLP(s)) and
+a learned state-independent log-std, so log pi(a|s) is of the raw dataset action (finite at the
+bounds +-1). The greedy action is the mean; sampled actions are clipped to [-1, 1], as the
+reference does before stepping the env and storing the transition.
+
+The actor lr can cosine-decay to 0 over ``Config.actor_decay_steps`` updates (the reference's
+offline default); setting ``HParams.actor_lr_decay`` to 0 restores the base lr, e.g. online
+after pretraining with the decay.
 
 ``update`` takes a (B,) batch or a (U, B) stack, scanning U full IQL steps.
 """
@@ -38,7 +42,7 @@ class Config:
     hidden: tuple[int, ...] = (256, 256)
     num_critics: int = 2
     layer_norm: bool = False  # on critic and value hidden layers
-    actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many steps
+    actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many updates
 
     def __post_init__(self):
         check_sizes(self, "num_critics")
@@ -58,6 +62,7 @@ class HParams:
     expectile: jax.Array = 0.7  # AntMaze: 0.9
     beta: jax.Array = 3.0  # inverse temperature of the advantage weights; AntMaze: 10
     max_weight: jax.Array = 100.0
+    actor_lr_decay: jax.Array = 1.0  # 1: apply Config.actor_decay_steps; 0: the base actor lr
 
 
 @flax.struct.dataclass
@@ -70,8 +75,8 @@ class State:
     step: jax.Array
 
 
-def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble, nets.ValueNet]:
-    actor = nets.TanhGaussianPolicy(config.action_dim, config.hidden)
+def networks(config: Config) -> tuple[nets.GaussianPolicy, nets.QEnsemble, nets.ValueNet]:
+    actor = nets.GaussianPolicy(config.action_dim, config.hidden)
     critic = nets.QEnsemble(config.hidden, config.num_critics, config.layer_norm)
     value = nets.ValueNet(config.hidden, config.layer_norm)
     return actor, critic, value
@@ -95,11 +100,13 @@ def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
 
 
 def act(config: Config, state: State, obs: jax.Array, key: jax.Array, deterministic: bool = False):
-    """Actions for a batch of observations: sampled, or tanh(mean) when ``deterministic``."""
+    """Actions for a batch of observations: the mean when ``deterministic``, else a Gaussian
+    sample clipped to [-1, 1]."""
     mean, log_std = networks(config)[0].apply(state.actor.params, obs)
     if deterministic:
-        return jnp.tanh(mean)
-    return nets.tanh_gaussian_sample(key, mean, log_std)[0]
+        return mean
+    noise = jax.random.normal(key, mean.shape, mean.dtype)
+    return jnp.clip(mean + jnp.exp(log_std) * noise, -1.0, 1.0)
 
 
 def expectile_loss(diff: jax.Array, expectile: jax.Array) -> jax.Array:
@@ -123,21 +130,24 @@ def value_loss(config: Config, value_params, state: State, batch: Transition):
 
 
 def actor_lr(config: Config, state: State) -> jax.Array:
-    """The actor learning rate, cosine-decayed when ``actor_decay_steps`` > 0."""
+    """The actor lr at ``state.step``: cosine-decayed to 0 over ``actor_decay_steps`` updates
+    (then 0) while ``hp.actor_lr_decay`` is 1; the base lr when it is 0 or there is no decay."""
     if config.actor_decay_steps == 0:
         return state.hp.actor_lr
     progress = jnp.minimum(state.step / config.actor_decay_steps, 1.0)
-    return state.hp.actor_lr * 0.5 * (1.0 + jnp.cos(math.pi * progress))
+    cosine = 0.5 * (1.0 + jnp.cos(math.pi * progress))
+    return state.hp.actor_lr * jnp.where(state.hp.actor_lr_decay > 0, cosine, 1.0)
 
 
 def actor_loss(config: Config, actor_params, state: State, batch: Transition):
-    """-E[w(s, a) log pi(a|s)] with clipped weights w = min(exp(beta A(s, a)), max_weight)."""
+    """-E[w(s, a) log pi(a|s)] with clipped weights w = min(exp(beta A(s, a)), max_weight),
+    log pi of the raw dataset actions."""
     actor, critic, value = networks(config)
     q = critic.apply(state.target_critic, batch.obs, batch.action).min(axis=0)
     adv = q - value.apply(state.value.params, batch.obs)
     weights = advantage_weights(adv, state.hp.beta, state.hp.max_weight)
     mean, log_std = actor.apply(actor_params, batch.obs)
-    logp = nets.tanh_gaussian_log_prob(mean, log_std, batch.action)
+    logp = nets.gaussian_log_prob(mean, log_std, batch.action)
     loss = -(weights * logp).mean()
     return loss, {"actor_loss": loss, "adv_mean": adv.mean(), "weight_mean": weights.mean()}
 
