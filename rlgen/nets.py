@@ -136,6 +136,30 @@ def tanh_gaussian_log_prob(
     return _gaussian_log_prob(u, mean, log_std) - _log_tanh_jacobian(u)
 
 
+class GaussianPolicy(nn.Module):
+    """Gaussian with mean tanh(MLP(s)) and a learned state-independent log-std (IQL's policy).
+
+    Returns (mean, log_std); log_std is one parameter per action dim (init 0), clipped to
+    [-5, 2] and broadcast to the mean's shape. The density is of the raw action (no squashing).
+    """
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean = jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, self.layer_norm)(obs))
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        return mean, jnp.broadcast_to(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX), mean.shape)
+
+
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+    """log N(a; mean, exp(log_std)^2), summed over the action dims; finite for any action."""
+    return _gaussian_log_prob(action, mean, log_std)
+
+
 class DeterministicPolicy(nn.Module):
     """a = tanh(MLP(s)), for TD3 / TD3+BC."""
 
@@ -150,14 +174,18 @@ class DeterministicPolicy(nn.Module):
 
 
 class RandomFourierEmbedding(nn.Module):
-    """[t, sin(2 pi w t), cos(2 pi w t)] with fixed Gaussian frequencies w (not trained)."""
+    """[t, sin(2 pi w t), cos(2 pi w t)] with ``num_features / 2`` frequencies w ~ N(0, 1).
+
+    w is drawn from the init key (param ``frequencies``) and never trained: gradients stop
+    here, as in SynthER, whose frequencies are a ``requires_grad=False`` parameter.
+    """
 
     num_features: int = 16
-    seed: int = 0
 
+    @nn.compact
     def __call__(self, t: jax.Array) -> jax.Array:
-        half = self.num_features // 2
-        w = jax.random.normal(jax.random.key(self.seed), (half,))
+        shape = (self.num_features // 2,)
+        w = jax.lax.stop_gradient(self.param("frequencies", nn.initializers.normal(1.0), shape))
         angles = 2 * math.pi * t[..., None] * w
         return jnp.concatenate([t[..., None], jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
@@ -165,9 +193,10 @@ class RandomFourierEmbedding(nn.Module):
 class ResidualDenoiser(nn.Module):
     """SynthER's denoiser: residual MLP over a flat transition vector, conditioned on noise.
 
-    ``x -> Dense(width) + noise_embedding(c_noise)``, then ``num_blocks`` blocks of
-    ``x + Dense(act(LN?(x)))``, then ``Dense(dim)(act(x))``. The noise level enters through a
-    random-Fourier embedding (16 features) and a 2-layer SiLU MLP.
+    ``h = Dense(width)(Dense(embed_dim)(x) + noise_embedding(c_noise))``, then ``num_blocks``
+    blocks of ``h + Dense(act(LN?(h)))``, then ``Dense(dim)(act(h))``. The noise embedding is a
+    random-Fourier embedding (16 features) through a 2-layer SiLU MLP of width ``embed_dim``
+    (SynthER: 128 offline, 256 online).
     """
 
     width: int = 1024

@@ -7,6 +7,7 @@ import operator
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rlgen.data import normalize
@@ -221,6 +222,69 @@ def test_bf16_and_tf32_denoisers_track_fp32(toy_model):
         assert float(jnp.abs(other - ref).max()) < tol * float(jnp.abs(ref).max())
 
 
+def ema_pytorch_reference(weights, beta=0.995, every=10, after=100, power=2 / 3):
+    """The EMA of ``weights[k]`` (the weights after optimiser step k; ``weights[0]`` the init)
+    after each step, as ``ema_pytorch.EMA(beta, update_every, update_after_step).update()``."""
+    ema, counter, out = weights[0], 0, []
+    for w in weights[1:]:
+        step, counter = counter, counter + 1
+        if step % every == 0:
+            if step <= after:
+                ema = w
+            else:
+                epoch = counter - after - 1
+                decay = min(max(1 - (1 + epoch) ** -power, 0.0), beta)
+                ema = ema + (1 - decay) * (w - ema)
+        out.append(ema)
+    return np.array(out)
+
+
+def test_ema_follows_the_ema_pytorch_schedule_on_a_scalar():
+    weights = np.cumsum(np.random.default_rng(0).normal(size=131)).astype(np.float32)
+
+    def step(ema, i):
+        ema = diffusion.update_ema(TOY, i, ema, {"w": jnp.asarray(weights)[i + 1]})
+        return ema, ema["w"]
+
+    _, ema = jax.lax.scan(step, {"w": jnp.float32(weights[0])}, jnp.arange(130))
+    np.testing.assert_allclose(ema, ema_pytorch_reference(weights), rtol=1e-5)
+    np.testing.assert_array_equal(ema[:10], weights[1])  # a copy after step 1, kept 9 steps
+    np.testing.assert_array_equal(ema[100:110], weights[101])  # the last copy
+    decay = diffusion.ema_decay_at(TOY, jnp.array([110, 111, 10**6]))
+    np.testing.assert_allclose(decay, [1 - 11 ** (-2 / 3), 1.0, 0.995], rtol=1e-6)
+
+
+def test_optimizer_is_adamw_with_synthers_betas_clipping_and_decay_mask():
+    config = dataclasses.replace(TOY, weight_decay=0.1, learning_rate=1e-3)
+    params = {"Dense_0": {"kernel": jnp.ones(()), "bias": jnp.ones(())}}
+    params["RandomFourierEmbedding_0"] = {"frequencies": jnp.ones(())}
+    opt = diffusion.optimizer(config)
+    grads = jax.tree.map(jnp.float32, {"Dense_0": {"kernel": 3.0, "bias": 4.0}})
+    grads["RandomFourierEmbedding_0"] = {"frequencies": jnp.float32(0.0)}
+    _, state = opt.update(grads, opt.init(params), params)
+    mu, nu = (optax.tree_utils.tree_get(state, name)["Dense_0"] for name in ("mu", "nu"))
+    clipped = np.array([0.6, 0.8])  # global norm 5 clipped to 1
+    np.testing.assert_allclose([mu["kernel"], mu["bias"]], 0.1 * clipped, rtol=1e-6)
+    np.testing.assert_allclose([nu["kernel"], nu["bias"]], 0.01 * clipped**2, rtol=1e-6)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = opt.update(zero, opt.init(params), params)  # weight decay only
+    np.testing.assert_allclose(updates["Dense_0"]["kernel"], -1e-3 * 0.1, rtol=1e-6)
+    assert updates["Dense_0"]["bias"] == updates["RandomFourierEmbedding_0"]["frequencies"] == 0
+
+
+def test_fourier_frequencies_come_from_the_init_key_and_stay_fixed(toy_model):
+    state = toy_model[0]
+    fresh = [diffusion.init(jax.random.key(k), TOY, state.normalizer) for k in (0, 1)]
+    freqs = [s.params["RandomFourierEmbedding_0"]["frequencies"] for s in [state, *fresh]]
+    np.testing.assert_array_equal(freqs[0], freqs[1])  # unchanged by 1000 training steps
+    assert not np.allclose(freqs[1], freqs[2])
+
+
+def test_default_batch_size_is_synthers_rule():
+    assert diffusion.default_batch_size(799_999) == 256
+    assert diffusion.default_batch_size(800_000) == diffusion.default_batch_size(10**7) == 1024
+
+
 def random_transitions(key, n, obs_dim=3, action_dim=2):
     k = jax.random.split(key, 4)
     return Transition(
@@ -260,14 +324,16 @@ def test_flatten_unflatten_and_normalise_round_trip():
 
 def test_fit_and_generate_vmapped_over_seeds():
     t = random_transitions(jax.random.key(0), 64)
-    config = diffusion.Config.for_transitions(3, 2, width=32, num_blocks=1, num_train_steps=5)
+    config = diffusion.Config.for_transitions(3, 2, width=32, num_blocks=1, num_train_steps=11)
     sampler = edm.SamplerConfig(num_steps=4)
     generate = lambda s, k: diffusion.generate(s, k, 6, chunk_size=4, sampler=sampler)
     keys = jax.random.split(jax.random.key(1), 2)
 
     states, metrics = jax.vmap(lambda k: diffusion.fit_transitions(k, t, config))(keys)
     out = jax.vmap(generate)(states, keys)
-    assert metrics["loss"].shape == (2, 5) and np.isfinite(metrics["loss"]).all()
+    assert metrics["loss"].shape == (2, 11) and np.isfinite(metrics["loss"]).all()
+    # the 11th step (step 10) copies the weights into the EMA
+    jax.tree.map(np.testing.assert_array_equal, states.ema_params, states.params)
     assert isinstance(out, Transition) and out.obs.shape == (2, 6, 3)
     assert out.action.shape == (2, 6, 2) and out.reward.shape == (2, 6)
     assert set(np.unique(out.terminal)) <= {0.0, 1.0}

@@ -52,6 +52,28 @@ def test_tanh_gaussian_density_integrates_to_one():
     assert integral == pytest.approx(1.0, abs=2e-3)
 
 
+def test_gaussian_policy_has_a_tanh_mean_and_a_state_independent_clipped_log_std():
+    pol = nets.GaussianPolicy(action_dim=2, hidden=(8,))
+    params = pol.init(jax.random.key(0), jnp.zeros((1, 3)))
+    np.testing.assert_array_equal(params["params"]["log_std"], [0.0, 0.0])
+    obs = 100 * jax.random.normal(jax.random.key(1), (4, 3))
+    mean, log_std = pol.apply(params, obs)
+    raw = nets.MLP((8,), 2).apply({"params": params["params"]["MLP_0"]}, obs)
+    np.testing.assert_allclose(mean, jnp.tanh(raw), rtol=1e-6)
+    assert log_std.shape == (4, 2)
+    params["params"]["log_std"] = jnp.array([-9.0, 0.5])
+    np.testing.assert_array_equal(pol.apply(params, obs)[1], [[-5.0, 0.5]] * 4)
+
+
+def test_gaussian_log_prob_is_finite_at_the_bounds_and_matches_the_density():
+    mean, log_std = jnp.array([0.5, -0.2]), jnp.array([0.0, -1.0])
+    logp = float(nets.gaussian_log_prob(mean, log_std, jnp.array([1.0, -1.0])))
+    # Per dim: -(a - mean)^2 / (2 std^2) - log std - log(2 pi) / 2.
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    expected = (-0.5 * 0.5**2 - half_log_2pi) + (-0.5 * (0.8 * math.e) ** 2 + 1.0 - half_log_2pi)
+    assert math.isfinite(logp) and logp == pytest.approx(expected, rel=1e-6)
+
+
 def test_policies_shapes_and_bounds():
     pol = nets.TanhGaussianPolicy(action_dim=3, hidden=(16,))
     params = pol.init(jax.random.key(0), jnp.zeros((4, 5)))
@@ -64,13 +86,26 @@ def test_policies_shapes_and_bounds():
 
 
 def test_random_fourier_embedding_values():
-    emb = nets.RandomFourierEmbedding(16, seed=3)
+    emb = nets.RandomFourierEmbedding(16)
     t = jnp.array([0.0, 0.25])
-    out = emb.apply({}, t)
-    w = jax.random.normal(jax.random.key(3), (8,))
-    assert out.shape == (2, 17)
+    params = emb.init(jax.random.key(3), t)
+    out = emb.apply(params, t)
+    w = params["params"]["frequencies"]
+    assert out.shape == (2, 17) and w.shape == (8,)
     np.testing.assert_allclose(out[1, 1:9], jnp.sin(2 * math.pi * 0.25 * w), rtol=1e-6)
     np.testing.assert_allclose(out[0], jnp.concatenate([jnp.zeros(9), jnp.ones(8)]))
+
+
+def test_fourier_frequencies_are_drawn_per_init_and_not_trained():
+    emb = nets.RandomFourierEmbedding(16)
+    t = jnp.array([0.1, -0.7])
+    w = [emb.init(jax.random.key(k), t)["params"]["frequencies"] for k in (0, 1, 0)]
+    assert not np.allclose(w[0], w[1])  # SynthER draws them with torch.randn per model
+    np.testing.assert_array_equal(w[0], w[2])
+    many = nets.RandomFourierEmbedding(4096).init(jax.random.key(2), t)["params"]["frequencies"]
+    assert abs(float(many.std()) - 1.0) < 0.05  # N(0, 1)
+    grads = jax.grad(lambda p: emb.apply(p, t).sum())({"params": {"frequencies": w[0]}})
+    np.testing.assert_array_equal(grads["params"]["frequencies"], 0.0)
 
 
 def test_residual_denoiser_is_residual_and_noise_conditioned():

@@ -95,6 +95,16 @@ def test_upsample_writes_a_synthetic_d4rl_file(tmp_path):
     np.testing.assert_allclose(data.mc_return, data.reward)
 
 
+def test_generator_settings_follow_synthers_offline_and_online_configs():
+    offline = UpsampleConfig()
+    assert offline.diffusion_config(11, 3).embed_dim == 128
+    assert offline.train_batch(799_999) == 256 and offline.train_batch(1_000_000) == 1024
+    assert UpsampleConfig(batch_size=64).train_batch(1_000_000) == 64
+    online = SyntherConfig()
+    network = online.diffusion_config(11, 3).network
+    assert (network.width, network.embed_dim, online.diffusion_batch) == (1024, 256, 256)
+
+
 def test_masked_normalizer_matches_the_plain_fit_on_the_valid_rows():
     buffer, rows = random_buffer(40)
     masked = masked_normalizer(buffer)

@@ -44,7 +44,13 @@ class Config:
 
     ``precision``: "fp32" (full float32 matmuls), "tf32" (float32 storage, TF32 matmuls on GPUs
     that have them) or "bf16" (bfloat16 denoiser compute, float32 params, optimiser and sampler
-    arithmetic). ``num_train_steps`` is the length of the cosine learning-rate decay.
+    arithmetic). ``num_train_steps`` is the length of the cosine learning-rate decay (to 0).
+
+    Optimiser as SynthER's: gradients clipped to global norm ``grad_clip``, then AdamW with
+    ``adam_betas``; ``weight_decay`` applies to dense kernels only (not biases, norms or the
+    Fourier frequencies). The EMA follows ``ema_pytorch`` as SynthER uses it (see
+    :func:`ema_decay_at`): every ``ema_every`` steps, a copy of the weights until ``ema_after``
+    steps, then decay min(``ema_decay``, 1 - (1 + n)^-``ema_power``) n steps after.
     """
 
     dim: int
@@ -61,9 +67,13 @@ class Config:
     p_std: float = 1.2
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
     num_train_steps: int = 100_000
     grad_clip: float = 1.0
     ema_decay: float = 0.995
+    ema_every: int = 10
+    ema_after: int = 100
+    ema_power: float = 2 / 3
     sampler: edm.SamplerConfig = edm.SamplerConfig()
 
     def __post_init__(self):
@@ -84,6 +94,11 @@ class Config:
             raise ValueError(f"Config.num_train_steps must be positive, got {self.num_train_steps}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"Config.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_every < 1 or self.ema_after < 0 or self.ema_power <= 0:
+            raise ValueError(
+                "Config needs ema_every >= 1, ema_after >= 0 and ema_power > 0, got "
+                f"{self.ema_every}, {self.ema_after}, {self.ema_power}"
+            )
 
     @classmethod
     def for_transitions(cls, obs_dim: int, action_dim: int, **kwargs) -> Config:
@@ -123,12 +138,38 @@ def flat_dim(obs_dim: int, action_dim: int) -> int:
     return 2 * obs_dim + action_dim + 2
 
 
-def _optimizer(config: Config) -> optax.GradientTransformation:
+def default_batch_size(num_rows: int) -> int:
+    """SynthER's training batch for a dataset of ``num_rows``: 1024 from 800k rows, else 256."""
+    return 1024 if num_rows >= 800_000 else 256
+
+
+def _decayed(params: Any) -> Any:
+    """True on dense kernels, the only leaves SynthER's AdamW decays."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
+
+
+def optimizer(config: Config) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW with a cosine learning rate to 0 (see ``Config``)."""
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)
-    return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip),
-        optax.adamw(schedule, weight_decay=config.weight_decay),
-    )
+    b1, b2 = config.adam_betas
+    adamw = optax.adamw(schedule, b1, b2, weight_decay=config.weight_decay, mask=_decayed)
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), adamw)
+
+
+def ema_decay_at(config: Config, step: jax.Array) -> jax.Array:
+    """Decay of the EMA update after optimiser step ``step`` (0-based), ``ema_pytorch``'s
+    schedule: on steps divisible by ``ema_every``, 0 (copy the weights) while ``step <=
+    ema_after``, then min(ema_decay, 1 - (1 + step - ema_after)^-ema_power); 1 (keep) otherwise.
+    """
+    since = jnp.maximum(step - config.ema_after, 0).astype(jnp.float32)
+    ramp = jnp.minimum(config.ema_decay, 1.0 - (1.0 + since) ** -config.ema_power)
+    decay = jnp.where(step <= config.ema_after, 0.0, ramp)
+    return jnp.where(step % config.ema_every == 0, decay, 1.0)
+
+
+def update_ema(config: Config, step: jax.Array, ema_params: Any, params: Any) -> Any:
+    """``ema_params`` moved towards ``params`` with :func:`ema_decay_at` of ``step``."""
+    return optax.incremental_update(params, ema_params, 1.0 - ema_decay_at(config, step))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -142,7 +183,7 @@ def init(key: jax.Array, config: Config, normalizer: Normalizer | None = None) -
     return State(
         params=params,
         ema_params=params,
-        opt_state=_optimizer(config).init(params),
+        opt_state=optimizer(config).init(params),
         step=jnp.zeros((), jnp.int32),
         key=k_state,
         normalizer=normalizer,
@@ -189,9 +230,9 @@ def train_step(state: State, batch: jax.Array) -> tuple[State, dict[str, jax.Arr
     noise = jax.random.normal(k_noise, x.shape, x.dtype)
     loss_fn = lambda p: jnp.mean(denoising_loss(p, config, x, sigma, noise))
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+    updates, opt_state = optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema_params = optax.incremental_update(params, state.ema_params, 1.0 - config.ema_decay)
+    ema_params = update_ema(config, state.step, state.ema_params, params)
     new_state = state.replace(
         params=params, ema_params=ema_params, opt_state=opt_state, step=state.step + 1, key=key
     )
@@ -343,10 +384,11 @@ def fit_transitions(
     transitions: Transition,
     config: Config,
     num_steps: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> tuple[State, dict[str, jax.Array]]:
     """Fit the normaliser and a fresh model on ``transitions`` for ``num_steps`` (default
-    ``config.num_train_steps``). Returns the state and per-step metrics.
+    ``config.num_train_steps``) with batches of ``batch_size`` (default
+    :func:`default_batch_size`). Returns the state and per-step metrics.
 
     Runs on the host (checks the data for NaNs); vmappable over ``key`` with fixed transitions.
     """
@@ -360,6 +402,7 @@ def fit_transitions(
     if not bool(jnp.isfinite(flat).all()):
         raise ValueError("fit_transitions: transitions contain NaN or inf values")
     state = init(key, config, fit_normalizer(flat))
+    batch_size = batch_size or default_batch_size(len(transitions))
     return train(state, flat, num_steps or config.num_train_steps, batch_size)
 
 

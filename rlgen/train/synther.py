@@ -76,7 +76,10 @@ class UpsampleConfig:
 
     width: int = option("denoiser width (SynthER: 2048 offline)", default=2048)
     train_steps: int = option("diffusion training steps", default=100_000)
-    batch_size: int = option("diffusion training batch", default=256)
+    batch_size: int | None = option(
+        "diffusion training batch (default: SynthER's 1024 from 800k rows, else 256)",
+        default=None,
+    )
     learning_rate: float = option("AdamW peak learning rate (cosine decay)", default=3e-4)
     precision: str = option("denoiser matmuls: fp32, tf32 or bf16", default="fp32")
     sampler_steps: int = option("stochastic Heun steps per sample", default=128)
@@ -90,9 +93,6 @@ class UpsampleConfig:
     )
     dataset_size: int = option("rows of a generated ENV-KIND dataset", default=1_000_000)
     dataset_seed: int = option("seed of a generated ENV-KIND dataset", default=0)
-    behaviour_steps: int = option(
-        "env steps of the behaviour SAC run if the dataset must be generated", default=1_000_000
-    )
     backend: str = option("physics for dataset generation: auto, mjx or mujoco", default="auto")
     data_dir: str | None = option("dataset cache (default: $RLGEN_DATA or ~/.cache)", default=None)
     progress: bool = option("print progress", default=True)
@@ -101,7 +101,7 @@ class UpsampleConfig:
         check(
             self,
             positive=("width", "train_steps", "batch_size", "sample_chunk", "log_every")
-            + ("dataset_size", "behaviour_steps"),
+            + ("dataset_size",),
             non_negative=("fidelity_rows",),
             choices={"precision": tuple(diffusion.PRECISIONS)},
             at_least={"sampler_steps": 2},
@@ -117,6 +117,10 @@ class UpsampleConfig:
             num_train_steps=self.train_steps,
             sampler=edm.SamplerConfig(num_steps=self.sampler_steps),
         )
+
+    def train_batch(self, num_rows: int) -> int:
+        """``batch_size``, else SynthER's batch for a dataset of ``num_rows``."""
+        return self.batch_size or diffusion.default_batch_size(num_rows)
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -145,7 +149,6 @@ def resolve_dataset(name: str | os.PathLike, config: UpsampleConfig) -> tuple[Pa
         config.dataset_seed,
         config.data_dir,
         backend=config.backend,
-        train_steps=config.behaviour_steps,
         progress=config.progress,
     )
     return path, env
@@ -173,7 +176,11 @@ def upsample(
     data = datasets.to_transitions(arrays)
     env = env or source_meta.get("env")
     gen_config = c.diffusion_config(data.obs_dim, data.action_dim)
-    _log(c.progress, f"fitting a width-{c.width} denoiser on {len(data)} rows of {path}")
+    batch_size = c.train_batch(len(data))
+    _log(
+        c.progress,
+        f"fitting a width-{c.width} denoiser on {len(data)} rows of {path}, batch {batch_size}",
+    )
 
     key_init, key_sample = jax.random.split(jax.random.key(c.seed))
     state = diffusion.init(key_init, gen_config, diffusion.fit_normalizer(diffusion.flatten(data)))
@@ -181,7 +188,7 @@ def upsample(
     start, done, losses = time.perf_counter(), 0, []
     while done < c.train_steps:
         steps = min(c.log_every, c.train_steps - done)
-        state, metrics = train_diffusion(state, (buffer,), steps, c.batch_size)
+        state, metrics = train_diffusion(state, (buffer,), steps, batch_size)
         done += steps
         losses.append(float(metrics["loss"].mean()))
         rate = done / (time.perf_counter() - start)
@@ -203,7 +210,7 @@ def upsample(
         "size": num_samples,
         "width": c.width,
         "train_steps": c.train_steps,
-        "batch_size": c.batch_size,
+        "batch_size": batch_size,
         "learning_rate": c.learning_rate,
         "precision": c.precision,
         "sampler_steps": c.sampler_steps,
@@ -305,7 +312,8 @@ class SyntherConfig(OnlineConfig):
     )
     diffusion_steps: int = option("diffusion training steps per refit", default=100_000)
     diffusion_width: int = option("denoiser width (SynthER: 1024 online)", default=1024)
-    diffusion_batch: int = option("diffusion training batch", default=256)
+    diffusion_embed: int = option("noise-embedding width (SynthER: 256 online)", default=256)
+    diffusion_batch: int = option("diffusion training batch (SynthER: 256 online)", default=256)
     diffusion_lr: float = option("AdamW peak learning rate (cosine decay)", default=3e-4)
     num_synthetic: int = option("synthetic transitions per refit (buffer size)", default=1_000_000)
     precision: str = option("denoiser matmuls: fp32, tf32 or bf16", default="fp32")
@@ -316,8 +324,8 @@ class SyntherConfig(OnlineConfig):
         super().__post_init__()
         check(
             self,
-            positive=("retrain_every", "diffusion_steps", "diffusion_width", "diffusion_batch")
-            + ("num_synthetic", "sample_chunk"),
+            positive=("retrain_every", "diffusion_steps", "diffusion_width", "diffusion_embed")
+            + ("diffusion_batch", "num_synthetic", "sample_chunk"),
             unit=("synthetic_ratio",),
             choices={"precision": tuple(diffusion.PRECISIONS)},
             at_least={"sampler_steps": 2},
@@ -328,6 +336,7 @@ class SyntherConfig(OnlineConfig):
             obs_dim,
             action_dim,
             width=self.diffusion_width,
+            embed_dim=self.diffusion_embed,
             precision=self.precision,
             learning_rate=self.diffusion_lr,
             num_train_steps=self.diffusion_steps,
