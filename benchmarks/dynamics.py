@@ -18,10 +18,12 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import print_table, time_call, write_results
+from rlgen import envs
 from rlgen.data.transition import Transition
 from rlgen.gen import dynamics
 
 OBS_DIM, ACTION_DIM = 11, 3  # hopper
+TERMINATED = envs.make("hopper", backend="mujoco").terminated
 
 
 def synthetic_data(n: int) -> Transition:
@@ -58,12 +60,18 @@ def bench(seeds: int, data: Transition, args) -> dict:
     states, _ = fit(keys, data)
 
     starts = data.obs[: args.starts]
-    roll = jax.jit(jax.vmap(lambda s, k: dynamics.rollout(s, k, policy, starts, args.horizon, 1.0)))
+    roll = jax.jit(
+        jax.vmap(lambda s, k: dynamics.rollout(s, k, policy, starts, args.horizon, 1.0, TERMINATED))
+    )
     roll_s, roll_c = time_call(lambda: roll(states, keys), repeats=args.repeats)
 
     idx = jnp.arange(args.utd * args.batch).reshape(args.utd, args.batch)
     batches = jax.tree.map(lambda a: a[idx], data)
-    replace = jax.jit(jax.vmap(lambda s, k: dynamics.replace_next_states(s, k, batches, 0.5)))
+    replace = jax.jit(
+        jax.vmap(
+            lambda s, k: dynamics.replace_next_states(s, k, batches, 0.5, terminated=TERMINATED)
+        )
+    )
     replace_s, replace_c = time_call(lambda: replace(states, keys), repeats=args.repeats)
 
     train_rows = len(data) - min(round(config.holdout_fraction * len(data)), config.max_holdout)

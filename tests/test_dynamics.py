@@ -1,5 +1,8 @@
-"""Dynamics ensemble: Gaussian NLL, fitting a known linear system, elites, rollouts with predicted
-terminals, the MOPO penalty, next-state replacement, vmap over seeds, prediction error."""
+"""Dynamics ensemble: Gaussian NLL, MBPO's loss, fitting a known linear system, elites, rollouts
+with learned or env terminals, the MOPO penalty, next-state replacement, vmap over seeds,
+prediction error."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,11 +11,13 @@ import pytest
 
 from rlgen.data.transition import Transition
 from rlgen.gen import dynamics
+from rlgen.train.augment import ModelAugment
 
 OBS, ACT, NOISE = 3, 2, 0.1
 A_MAT = np.array([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.7]], np.float32)
 B_MAT = np.array([[0.5, -0.3, 0.2], [0.1, 0.4, -0.5]], np.float32)
-# one tiny config shared by every fit, so the compiled trainer is reused
+# one tiny config shared by every fit, so the compiled trainer is reused; its terminal head is
+# trained (termination="learned") and the env-termination tests reuse the fitted model
 CONFIG = dynamics.Config(
     OBS,
     ACT,
@@ -22,7 +27,14 @@ CONFIG = dynamics.Config(
     batch_size=32,
     max_epochs=100,
     patience=20,
+    termination="learned",
 )
+ENV_TERMINATION = dataclasses.replace(CONFIG, termination="env")
+
+
+def past_one(obs):
+    """The linear data's terminal rule, as a termination function of next observations."""
+    return obs[..., 0] > 1.0
 
 
 def linear_data(n: int, seed: int) -> Transition:
@@ -121,7 +133,7 @@ def with_terminal_bias(state, bias: float):
     return state.replace(params={**state.params, "MLP_0": mlp})
 
 
-rollout_jit = jax.jit(dynamics.rollout, static_argnums=(2, 4))
+rollout_jit = jax.jit(dynamics.rollout, static_argnums=(2, 4, 6))
 
 
 def zero_policy(obs, key):
@@ -160,8 +172,9 @@ def test_replace_next_states_exact_fraction(fitted, data):
     changed = np.asarray((out.next_obs != batch.next_obs).any(-1))
     np.testing.assert_array_equal(changed.sum(axis=1), [3, 3, 3, 3])
     assert len({tuple(row) for row in changed}) > 1  # rows drawn independently per batch
-    for field in ("obs", "action", "reward", "terminal", "truncated", "mc_return"):
+    for field in ("obs", "action", "reward", "truncated", "mc_return"):
         np.testing.assert_array_equal(getattr(out, field), getattr(batch, field))
+    np.testing.assert_array_equal(out.terminal[~changed], batch.terminal[~changed])
 
     flat = jax.tree.map(lambda a: a[0], batch)
     with_reward = dynamics.replace_next_states(state, jax.random.key(6), flat, 0.5, True)
@@ -170,6 +183,79 @@ def test_replace_next_states_exact_fraction(fitted, data):
     np.testing.assert_array_equal(with_reward.reward != flat.reward, changed)
     same = dynamics.replace_next_states(state, jax.random.key(6), batch, 0.0)
     np.testing.assert_array_equal(same.next_obs, batch.next_obs)
+
+
+def env_terminated_model(fitted):
+    """The fitted model with termination="env" and a learned head that never fires."""
+    return with_terminal_bias(fitted[0], -50.0).replace(config=ENV_TERMINATION)
+
+
+def test_rollout_terminals_come_from_the_termination_function(fitted, data):
+    state = env_terminated_model(fitted)
+    start = jnp.zeros((6, OBS)).at[:3, 0].set(2.5).at[3:, 0].set(-2.0)
+    rows, valid = rollout_jit(state, jax.random.key(3), zero_policy, start, 4, 0.0, past_one)
+    np.testing.assert_array_equal(rows.terminal, past_one(rows.next_obs))
+    np.testing.assert_array_equal(rows.terminal[0], [1, 1, 1, 0, 0, 0])
+    alive = np.cumprod(1 - np.asarray(rows.terminal), axis=0)
+    np.testing.assert_array_equal(valid[1:], alive[:-1] > 0)
+    obs, act = data.obs[:4], data.action[:4]
+    with pytest.raises(ValueError, match="termination='env' needs terminated"):
+        dynamics.sample(state, jax.random.key(0), obs, act)
+    with pytest.raises(ValueError, match="termination='learned'"):
+        dynamics.rollout(fitted[0], jax.random.key(0), zero_policy, obs, 2, 0.0, past_one)
+
+
+def test_replaced_rows_get_the_termination_of_their_new_next_state(fitted, data):
+    state = env_terminated_model(fitted)
+    batch = jax.tree.map(lambda a: a[:40], data)
+    out = dynamics.replace_next_states(state, jax.random.key(5), batch, 0.5, terminated=past_one)
+    changed = np.asarray((out.next_obs != batch.next_obs).any(-1))
+    assert changed.sum() == 20
+    expected = np.where(changed, past_one(out.next_obs), batch.terminal)
+    np.testing.assert_array_equal(out.terminal, expected)
+    assert np.asarray(out.terminal)[changed].any()
+
+
+def test_model_augment_passes_the_termination_function():
+    with pytest.raises(ValueError, match="ModelAugment.terminated"):
+        ModelAugment("model", dynamics.Config(OBS, ACT))
+    assert ModelAugment("model", ENV_TERMINATION, past_one).termination_fn is past_one
+    assert ModelAugment("model-rollouts", CONFIG, past_one).termination_fn is None
+
+
+loss_jit = jax.jit(dynamics._member_loss, static_argnums=0)
+
+
+def test_loss_is_mbpo_nll_bound_and_per_layer_l2(fitted):
+    """MBPO's loss: summed over members, mean((mu - y)^2 / var + log var) + 0.01 * (sum max -
+    sum min logvar), plus sum_l decay_l * 0.5 * |W_l|^2 over all members' kernels; the terminal
+    BCE only with the learned head."""
+    params, members = fitted[0].params, CONFIG.num_members
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(members, 16, OBS + ACT)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(members, 16, OBS + 1)), jnp.float32)
+    terminal = jnp.asarray(rng.uniform(size=(members, 16)) < 0.3, jnp.float32)
+    outputs = jax.jit(dynamics._apply, static_argnums=(0, 3))(CONFIG, params, x, False)
+    mean, logvar, logit = map(np.asarray, outputs)
+    bound = np.sum(params["max_logvar"]) - np.sum(params["min_logvar"])
+    gaussian = np.sum(np.mean((mean - y) ** 2 * np.exp(-logvar) + logvar, axis=(1, 2)))
+    gaussian += 0.01 * bound
+    bce = np.sum(np.mean(np.logaddexp(0.0, logit) - terminal * logit, axis=1))
+    assert CONFIG.layer_weight_decays == (2.5e-5, 5e-5, 1e-4)
+    layers = params["MLP_0"]
+    l2 = sum(
+        d * 0.5 * np.sum(np.asarray(layers[f"Dense_{i}"]["kernel"]) ** 2)
+        for i, d in enumerate(CONFIG.layer_weight_decays)
+    )
+    for config, expected in ((CONFIG, gaussian + bce + l2), (ENV_TERMINATION, gaussian + l2)):
+        loss, _ = loss_jit(config, params, x, y, terminal)
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    mbpo = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    assert dynamics.Config(OBS, ACT).layer_weight_decays == mbpo
+    deep = dynamics.Config(OBS, ACT, hidden=(8,) * 6).layer_weight_decays
+    assert deep == (2.5e-5, 5e-5) + (7.5e-5,) * 4 + (1e-4,)
+    with pytest.raises(ValueError, match="weight_decays"):
+        dynamics.Config(OBS, ACT, hidden=(8, 8), weight_decays=mbpo)
 
 
 def test_vmap_over_seeds_equals_per_seed_fits(fitted, data):
@@ -212,6 +298,8 @@ def test_errors_name_the_field(data):
         dynamics.Config(OBS, ACT, holdout_fraction=0.0)
     with pytest.raises(ValueError, match="activation"):
         dynamics.Config(OBS, ACT, activation="swishy")
+    with pytest.raises(ValueError, match="termination"):
+        dynamics.Config(OBS, ACT, termination="oracle")
     with pytest.raises(ValueError, match="obs_dim"):
         dynamics.fit(jax.random.key(0), dynamics.Config(OBS + 1, ACT), data)
     bad = data.replace(reward=data.reward.at[3].set(jnp.nan))

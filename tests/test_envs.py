@@ -76,6 +76,40 @@ def test_open_loop_termination_step_matches_gymnasium(compiled):
     assert ours is not None and ours == theirs
 
 
+BOUNDARIES = {  # qpos index -> the edges of its healthy range, to sample states around
+    "hopper": {1: (0.7,), 2: (-0.2, 0.2)},
+    "walker2d": {1: (0.8, 2.0), 2: (-1.0, 1.0)},
+    "ant": {2: (0.2, 1.0)},
+    "halfcheetah": {},
+}
+
+
+def test_terminated_from_obs_matches_gymnasium(compiled):
+    """`env.terminated(obs)`, what a world model applies to its next states, against
+    Gymnasium's termination of the state behind `obs`: z and torso angle within 0.05 of a
+    healthy-range edge, speeds up to 20 (past the observation's clip at 10), and every 8th state
+    with a NaN speed. States are float32-representable, as our env's."""
+    name, env, _, _ = compiled
+    ref = reference_env(name, env)
+    ref.reset(seed=0)
+    rng = np.random.default_rng(6)
+    obs, expected = [], []
+    for i in range(256):
+        qpos = ref.init_qpos + rng.uniform(-0.1, 0.1, ref.model.nq)
+        for index, edges in BOUNDARIES[name].items():
+            qpos[index] = rng.choice(edges) + rng.uniform(-0.05, 0.05)
+        qvel = rng.uniform(-20, 20, ref.model.nv)
+        ref.set_state(qpos.astype(np.float32), qvel.astype(np.float32))
+        if i % 8 == 0:
+            ref.data.qvel[i % ref.model.nv] = np.nan
+        obs.append(ref._get_obs())
+        expected.append(name != "halfcheetah" and not ref.is_healthy)
+    terminated = np.asarray(jax.jit(env.terminated)(jnp.asarray(np.array(obs), jnp.float32)))
+    np.testing.assert_array_equal(terminated, expected)
+    if name != "halfcheetah":
+        assert 0.1 < np.mean(expected) < 0.9  # both outcomes, many of each
+
+
 def test_reset_distribution(compiled):
     name, env, reset, _ = compiled
     states = jax.vmap(reset)(jax.random.split(jax.random.key(3), 512))

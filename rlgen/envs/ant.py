@@ -19,7 +19,8 @@ from rlgen.envs.mujoco_env import MujocoEnv
 
 class Ant(MujocoEnv):
     """Quadruped. obs = qpos[2:], qvel, clip(cfrc_ext[1:], -1, 1) (13 + 14 + 78 = 105 dims).
-    reward = forward velocity + healthy reward (only while healthy) - ctrl cost - contact cost.
+    reward = forward velocity + healthy reward (only while healthy) - ctrl cost - contact cost;
+    terminates when unhealthy (state not finite or torso z out of range): `terminated(obs)`.
 
     The forward velocity is taken from the torso's `xpos`, as Gymnasium does: after a step that
     holds the kinematics MuJoCo last computed inside it, not those of the final `qpos`.
@@ -65,12 +66,21 @@ class Ant(MujocoEnv):
         forces = self._contact_forces(ps)[1:].ravel()
         return jnp.concatenate([ps.qpos[2:], ps.qvel, forces])
 
+    def _is_healthy(self, z: jax.Array, state: jax.Array) -> jax.Array:
+        """`state` (..., n) finite and z in the closed `healthy_z_range`, as Gymnasium."""
+        low, high = self.healthy_z_range
+        return jnp.all(jnp.isfinite(state), axis=-1) & (low <= z) & (z <= high)
+
+    def terminated(self, obs: jax.Array) -> jax.Array:
+        """Termination of observations (..., 105), e.g. a world model's next states: obs[0] is
+        the torso z and obs[:27] (qpos[2:], qvel) must be finite. The env's step also checks
+        the x, y position, which the observation leaves out."""
+        state = obs[..., : self._init_qpos.shape[0] - 2 + self._nv]
+        return ~self._is_healthy(obs[..., 0], state) & self.terminate_when_unhealthy
+
     def _rewards(self, before, after, action):
         xy_velocity = (after.xpos[self.main_body, :2] - before.xpos[self.main_body, :2]) / self.dt
-        low, high = self.healthy_z_range
-        z = after.qpos[2]
-        finite = jnp.all(jnp.isfinite(jnp.concatenate([after.qpos, after.qvel])))
-        healthy = finite & (low <= z) & (z <= high)  # closed interval, as Gymnasium
+        healthy = self._is_healthy(after.qpos[2], jnp.concatenate([after.qpos, after.qvel]))
         forward = self.forward_reward_weight * xy_velocity[0]
         survive = self.healthy_reward * healthy
         ctrl = self.ctrl_cost_weight * jnp.sum(jnp.square(action))

@@ -28,7 +28,8 @@ class State:
 
 class Env:
     """Interface: `reset(key) -> State`, `step(state, action) -> State`, both jittable and
-    vmappable, plus `observation_size`, `action_size` and `dt` (seconds per env step)."""
+    vmappable, plus `observation_size`, `action_size` and `dt` (seconds per env step), and
+    optionally `terminated(obs)` (the task's termination as a function of the observation)."""
 
     observation_size: int
     action_size: int
@@ -39,6 +40,11 @@ class Env:
 
     def step(self, state: State, action: jax.Array) -> State:
         raise NotImplementedError
+
+    def terminated(self, obs: jax.Array) -> jax.Array:
+        """Whether observations (..., observation_size) end the episode, computed from the
+        observation alone (bool of shape obs.shape[:-1]): what a world model needs."""
+        raise NotImplementedError(f"{type(self).__name__} has no termination function of obs")
 
 
 def reset_info(key: jax.Array) -> dict[str, jax.Array]:

@@ -10,7 +10,8 @@ from rlgen.envs.mujoco_env import MujocoEnv
 
 class HalfCheetah(MujocoEnv):
     """Planar cheetah. obs = qpos[1:], qvel (17 dims); reward = forward velocity - ctrl cost;
-    never terminates. Reset noise: uniform on qpos, normal on qvel."""
+    never terminates (`terminated(obs)` is False). Reset noise: uniform on qpos, normal on
+    qvel."""
 
     xml_file = "half_cheetah.xml"
     frame_skip = 5
@@ -29,6 +30,10 @@ class HalfCheetah(MujocoEnv):
 
     def _observe(self, ps) -> jax.Array:
         return jnp.concatenate([ps.qpos[1:], ps.qvel])
+
+    def terminated(self, obs: jax.Array) -> jax.Array:
+        """False for observations (..., 17): HalfCheetah never terminates."""
+        return jnp.zeros(obs.shape[:-1], bool)
 
     def _rewards(self, before, after, action):
         x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt

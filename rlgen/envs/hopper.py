@@ -11,7 +11,7 @@ from rlgen.envs.mujoco_env import MujocoEnv
 class Hopper(MujocoEnv):
     """Planar one-legged hopper. obs = qpos[1:], clip(qvel, -10, 10) (11 dims);
     reward = forward velocity + healthy reward (only while healthy) - ctrl cost;
-    terminates when unhealthy (z, torso angle or state out of range)."""
+    terminates when unhealthy (z, torso angle or state out of range): `terminated(obs)`."""
 
     xml_file = "hopper.xml"
     frame_skip = 4
@@ -37,21 +37,30 @@ class Hopper(MujocoEnv):
         self.healthy_z_range = healthy_z_range
         self.healthy_angle_range = healthy_angle_range
 
-    def _is_healthy(self, ps) -> jax.Array:
-        """Open intervals, as Gymnasium; `healthy_state_range=None` skips the state check."""
-        z, angle = ps.qpos[1], ps.qpos[2]
+    def _is_healthy(self, z: jax.Array, angle: jax.Array, state: jax.Array) -> jax.Array:
+        """Open intervals, as Gymnasium; `state` (..., n) is checked against
+        `healthy_state_range` unless that is None."""
         healthy = _inside(z, self.healthy_z_range) & _inside(angle, self.healthy_angle_range)
         if self.healthy_state_range is not None:
-            state = jnp.concatenate([ps.qpos, ps.qvel])[2:]
-            healthy &= jnp.all(_inside(state, self.healthy_state_range))
+            healthy &= jnp.all(_inside(state, self.healthy_state_range), axis=-1)
         return healthy
+
+    def terminated(self, obs: jax.Array) -> jax.Array:
+        """Termination of observations (..., observation_size), e.g. a world model's next
+        states: obs[0] is z, obs[1] the torso angle, and the state range applies to obs[1:]
+        (qpos[2:] and qvel). The env's step checks the true qvel, the observation holds it
+        clipped to [-10, 10]: with the default range (-100, 100) the two disagree only where a
+        joint speed is 100 or more."""
+        healthy = self._is_healthy(obs[..., 0], obs[..., 1], obs[..., 1:])
+        return ~healthy & self.terminate_when_unhealthy
 
     def _observe(self, ps) -> jax.Array:
         return jnp.concatenate([ps.qpos[1:], jnp.clip(ps.qvel, -10.0, 10.0)])
 
     def _rewards(self, before, after, action):
         x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
-        healthy = self._is_healthy(after)
+        state = jnp.concatenate([after.qpos[2:], after.qvel])  # Gymnasium's state_vector()[2:]
+        healthy = self._is_healthy(after.qpos[1], after.qpos[2], state)
         forward = self.forward_reward_weight * x_velocity
         survive = self.healthy_reward * healthy
         ctrl = self.ctrl_cost_weight * jnp.sum(jnp.square(action))

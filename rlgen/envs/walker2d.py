@@ -6,8 +6,8 @@ from rlgen.envs.hopper import Hopper
 
 
 class Walker2d(Hopper):
-    """Planar biped. Same obs layout (17 dims) and reward as Hopper; healthy means
-    0.8 < z < 2 and -1 < torso angle < 1 (no state-range check)."""
+    """Planar biped. Same obs layout (17 dims), reward and `terminated(obs)` as Hopper; healthy
+    means 0.8 < z < 2 and -1 < torso angle < 1 (no state-range check)."""
 
     xml_file = "walker2d_v5.xml"
     frame_skip = 4

@@ -2,8 +2,13 @@
 
 Each of ``num_members`` Gaussian MLPs (SiLU, hidden (200,) * 4) maps normalised [obs, action] to
 the mean and log-variance of the normalised target [next_obs - obs, reward], plus one terminal
-logit (Bernoulli, trained with binary cross-entropy). The members are one stacked parameter tree
-with a leading member axis, run through ``jax.vmap`` so each layer is a single batched matmul.
+logit (Bernoulli). The members are one stacked parameter tree with a leading member axis, run
+through ``jax.vmap`` so each layer is a single batched matmul.
+
+Terminals (``Config.termination``): ``"env"`` (default) applies the task's known termination
+function to the sampled next observation, as MBPO, MOPO and OfflineRL-Kit do; the caller passes it
+as ``terminated`` (e.g. ``rlgen.envs.make("hopper").terminated``). ``"learned"`` uses the terminal
+logit instead, trained with binary cross-entropy (with ``"env"`` it is not trained).
 
 Log-variances are soft-clamped between learned per-member bounds (MBPO):
 ``logvar = max - softplus(max - raw)``, then ``logvar = min + softplus(logvar - min)``, and the
@@ -15,18 +20,20 @@ function takes and returns raw values (stds are scaled back by the target normal
 
 Training (``fit``): a random holdout split; each member trains on its own bootstrap resample of
 the training rows (or all of them, ``bootstrap=False``), shuffled independently every epoch;
-AdamW. After each epoch the holdout loss of every member (MSE of the normalised mean, as in MBPO)
-is measured; a member whose loss fell by more than ``min_improvement`` (relative) snapshots its
-params. Training stops when no member improved for ``patience`` epochs (a ``lax.while_loop``, so
-``fit`` vmaps over seeds) and each member keeps its snapshot. The ``num_elites`` members with
-the lowest holdout loss are the elites that ``predict``, ``sample`` and ``rollout`` use.
+Adam on MBPO's loss (see ``Config``). After each epoch the holdout loss of every member (MSE of
+the normalised mean, as in MBPO) is measured; a member whose loss fell by more than
+``min_improvement`` (relative) snapshots its params. Training stops when no member improved for
+``patience`` epochs (a ``lax.while_loop``, so ``fit`` vmaps over seeds) and each member keeps its
+snapshot. The ``num_elites`` members with the lowest holdout loss are the elites that
+``predict``, ``sample`` and ``rollout`` use.
 
 Typical use::
 
     config = Config(obs_dim, action_dim)
     model, metrics = fit(key, config, dataset)
-    batch = replace_next_states(model, key, batch, fraction=0.5)  # augmentation mode (i)
-    rows, valid = rollout(model, key, policy_fn, batch.obs, 5, 1.0)  # mode (ii): MOPO rollouts
+    done = rlgen.envs.make("hopper").terminated  # termination of next observations
+    batch = replace_next_states(model, key, batch, 0.5, terminated=done)  # augmentation mode (i)
+    rows, valid = rollout(model, key, policy_fn, batch.obs, 5, 1.0, done)  # (ii): MOPO rollouts
 """
 
 from __future__ import annotations
@@ -50,13 +57,26 @@ from rlgen.data.transition import Transition
 
 MAX_LOGVAR_INIT, MIN_LOGVAR_INIT = 0.5, -10.0  # MBPO's initial bounds (normalised space)
 PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
+TERMINATIONS = ("env", "learned")
+MBPO_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # input layer to output layer
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Static ensemble settings: sizes, architecture, optimiser, early stopping.
+    """Static ensemble settings: sizes, architecture, loss, optimiser, early stopping, terminals.
 
-    ``weight_decay`` is AdamW's decoupled decay on the kernels. ``matmul_precision`` is passed to
+    Loss (MBPO's: jannerm/mbpo ``BNN``, OfflineRL-Kit ``EnsembleDynamics.learn``), minimised
+    with plain Adam: summed over members, the mean over rows and target dims of
+    ``(mean - y)^2 / var + log var`` (twice ``gaussian_nll``), plus ``logvar_bound_weight *
+    (sum(max_logvar) - sum(min_logvar))``, plus the per-layer L2 term ``sum_l weight_decays[l] *
+    0.5 * sum(W_l^2)`` over every member's kernels (not biases), plus, with
+    ``termination="learned"``, ``terminal_weight`` times the terminal head's BCE.
+    ``weight_decays`` has one entry per dense layer, input layer to output; None means MBPO's
+    (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) for its four hidden layers, and for other depths the
+    same first and last entries with the hidden-to-hidden layers taking MBPO's middle ones in
+    order (7.5e-5 past the third). ``termination`` is ``"env"`` (a termination function of the
+    next observation, passed to ``sample`` / ``rollout`` / ``replace_next_states``) or
+    ``"learned"`` (the terminal head). ``matmul_precision`` is passed to
     ``jax.default_matmul_precision`` around every network call. ``batch_size`` is clamped to the
     number of training rows. ``min_improvement`` is the relative holdout-loss drop that counts as
     an improvement; ``patience`` the epochs without one before stopping. The holdout has
@@ -70,7 +90,7 @@ class Config:
     num_members: int = 7
     num_elites: int = 5
     learning_rate: float = 1e-3
-    weight_decay: float = 5e-5
+    weight_decays: tuple[float, ...] | None = None
     batch_size: int = 256
     max_epochs: int = 200
     patience: int = 5
@@ -80,6 +100,7 @@ class Config:
     bootstrap: bool = True
     logvar_bound_weight: float = 0.01
     terminal_weight: float = 1.0
+    termination: str = "env"
     matmul_precision: str = "highest"
 
     def __post_init__(self):
@@ -87,7 +108,7 @@ class Config:
         for name in (*counts, "max_epochs", "patience", "max_holdout"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)}")
-        weights = ("weight_decay", "min_improvement", "logvar_bound_weight", "terminal_weight")
+        weights = ("min_improvement", "logvar_bound_weight", "terminal_weight")
         for name in weights:
             if getattr(self, name) < 0:
                 raise ValueError(f"Config.{name} must be >= 0, got {getattr(self, name)}")
@@ -103,6 +124,17 @@ class Config:
             raise ValueError(
                 f"Config.holdout_fraction must be in (0, 1), got {self.holdout_fraction}"
             )
+        if self.weight_decays is not None and (
+            len(self.weight_decays) != len(self.hidden) + 1 or min(self.weight_decays) < 0
+        ):
+            raise ValueError(
+                f"Config.weight_decays must be {len(self.hidden) + 1} values >= 0 (one per "
+                f"layer), got {self.weight_decays}"
+            )
+        if self.termination not in TERMINATIONS:
+            raise ValueError(
+                f"Config.termination must be in {TERMINATIONS}, got {self.termination!r}"
+            )
         if self.matmul_precision not in PRECISIONS:
             raise ValueError(
                 f"Config.matmul_precision must be in {PRECISIONS}, got {self.matmul_precision!r}"
@@ -113,6 +145,15 @@ class Config:
     def target_dim(self) -> int:
         """Size of the Gaussian target [delta_obs, reward]."""
         return self.obs_dim + 1
+
+    @property
+    def layer_weight_decays(self) -> tuple[float, ...]:
+        """The L2 weight of each dense layer's kernel, input layer to output (see above)."""
+        if self.weight_decays is not None:
+            return self.weight_decays
+        middle = MBPO_WEIGHT_DECAYS[1:-1]
+        middle += (middle[-1],) * max(len(self.hidden) - 1 - len(middle), 0)
+        return (MBPO_WEIGHT_DECAYS[0], *middle[: len(self.hidden) - 1], MBPO_WEIGHT_DECAYS[-1])
 
     @property
     def network(self) -> GaussianMember:
@@ -140,7 +181,7 @@ class GaussianMember(nn.Module):
 @flax.struct.dataclass
 class State:
     """A fitted ensemble. ``params`` carry a leading member axis (each member's kept snapshot);
-    ``opt_state`` is the AdamW state after the last epoch; ``elites`` (num_elites,) are member
+    ``opt_state`` is the Adam state after the last epoch; ``elites`` (num_elites,) are member
     indices sorted by ``holdout_loss`` (num_members,), the holdout MSE of each kept snapshot.
     ``config`` is static (part of the tree structure)."""
 
@@ -163,13 +204,6 @@ def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array) -> jax.A
     return jnp.mean(0.5 * (logvar + (target - mean) ** 2 * jnp.exp(-logvar)), axis=-1)
 
 
-def _optimizer(config: Config) -> optax.GradientTransformation:
-    kernels = lambda params: jax.tree_util.tree_map_with_path(
-        lambda path, _: path[-1].key == "kernel", params
-    )
-    return optax.adamw(config.learning_rate, weight_decay=config.weight_decay, mask=kernels)
-
-
 def _apply(config: Config, params, x: jax.Array, shared_input: bool):
     """All stacked members on ``x`` ((..., in) if shared, else (members, ..., in))."""
     apply = lambda p, xi: config.network.apply({"params": p}, xi)
@@ -185,14 +219,25 @@ def _targets(data: Transition) -> jax.Array:
     return jnp.concatenate([data.next_obs - data.obs, data.reward[..., None]], axis=-1)
 
 
+def _weight_decay(config: Config, params) -> jax.Array:
+    """MBPO's L2 term: ``sum_l decay_l * 0.5 * sum(W_l^2)`` over the stacked members' kernels."""
+    layers = params["MLP_0"]
+    return sum(
+        decay * 0.5 * jnp.sum(jnp.square(layers[f"Dense_{i}"]["kernel"]))
+        for i, decay in enumerate(config.layer_weight_decays)
+    )
+
+
 def _member_loss(config: Config, params, x, y, terminal):
-    """Summed over members: NLL + terminal_weight * BCE + logvar-bound penalty (x: (M, B, in))."""
+    """The training loss of ``Config``'s docstring on one batch per member (x: (M, B, in))."""
     mean, logvar, logit = _apply(config, params, x, shared_input=False)
     nll = gaussian_nll(mean, logvar, y).mean(axis=-1)
     bce = optax.sigmoid_binary_cross_entropy(logit, terminal).mean(axis=-1)
     bound = params["max_logvar"].sum(axis=-1) - params["min_logvar"].sum(axis=-1)
-    loss = nll + config.terminal_weight * bce + config.logvar_bound_weight * bound
-    return loss.sum(), {"nll": nll.mean(), "terminal_bce": bce.mean()}
+    bce_weight = config.terminal_weight if config.termination == "learned" else 0.0
+    loss = 2.0 * nll + bce_weight * bce + config.logvar_bound_weight * bound
+    aux = {"nll": nll.mean(), "terminal_bce": bce.mean()}
+    return loss.sum() + _weight_decay(config, params), aux
 
 
 def _holdout_losses(config: Config, params, x, y):
@@ -236,7 +281,7 @@ def _train(key, config: Config, train: Transition, holdout: Transition):
     boot = jnp.broadcast_to(jnp.arange(n), (members, n))
     if config.bootstrap:
         boot = jax.random.randint(k_boot, (members, n), 0, n)
-    opt = _optimizer(config)
+    opt = optax.adam(config.learning_rate)
 
     def sgd_step(carry, idx):
         params, opt_state = carry
@@ -328,8 +373,9 @@ def fit(
 
     The holdout is ``holdout`` if given, else a random ``min(round(holdout_fraction * N),
     max_holdout)`` rows of ``data`` (kept out of training). Returns the state and per-epoch
-    metrics of length ``max_epochs`` (NaN after the last epoch run): ``train_nll``,
-    ``train_terminal_bce``, ``holdout_mse`` and ``holdout_nll`` (per member), plus
+    metrics of length ``max_epochs`` (NaN after the last epoch run): ``train_nll``
+    (``gaussian_nll``), ``train_terminal_bce`` (the head's, trained only with termination
+    "learned"), ``holdout_mse`` and ``holdout_nll`` (per member), plus
     ``num_epochs``. Vmappable over ``key`` with fixed data.
     """
     _check_data(config, data, "data")
@@ -369,7 +415,8 @@ def member_predictions(
 
 @jax.jit
 def predict(state: State, obs: jax.Array, action: jax.Array):
-    """Elite-averaged prediction: (next_obs, reward, terminal probability), raw space."""
+    """Elite-averaged prediction: (next_obs, reward, the terminal head's probability), raw
+    space."""
     mean, _, logit = member_predictions(state, obs, action)
     mean = mean.mean(axis=0)
     return obs + mean[..., :-1], mean[..., -1], jax.nn.sigmoid(logit).mean(axis=0)
@@ -395,24 +442,59 @@ def mopo_penalty(
     return reward - penalty_coef * u, u
 
 
-@jax.jit
-def sample(state: State, key: jax.Array, obs: jax.Array, action: jax.Array):
+Termination = Callable[[jax.Array], jax.Array]
+
+
+def _check_termination(config: Config, terminated: Termination | None, where: str) -> None:
+    """``terminated`` is given exactly when ``config.termination`` is "env"."""
+    if config.termination == "env" and terminated is None:
+        raise ValueError(
+            f"{where}: Config.termination='env' needs terminated=<the task's termination "
+            "function of next observations> (e.g. env.terminated); termination='learned' uses "
+            "the learned terminal head"
+        )
+    if config.termination == "learned" and terminated is not None:
+        raise ValueError(f"{where}: terminated was given but Config.termination='learned'")
+
+
+@functools.partial(jax.jit, static_argnames=("terminated",))
+def sample(
+    state: State,
+    key: jax.Array,
+    obs: jax.Array,
+    action: jax.Array,
+    terminated: Termination | None = None,
+):
     """One model step: a uniformly drawn elite per row, sampled from its Gaussian.
 
-    Returns ``(next_obs, reward, terminal, info)``: terminal is 1.0 where the drawn elite's
-    terminal probability exceeds 0.5; ``info`` holds ``uncertainty`` (MOPO's u(s, a), see
-    ``mopo_penalty``), and the drawn elite's raw-space ``std`` of [delta_obs, reward] and
+    Returns ``(next_obs, reward, terminal, info)``. ``terminal`` (1.0 or 0.0) is
+    ``terminated(next_obs)`` with ``Config.termination="env"`` (``terminated``: the task's
+    termination function, bool of shape ``next_obs.shape[:-1]``; static, so pass a stable
+    callable such as a bound method), else whether the drawn elite's terminal probability
+    exceeds 0.5. ``info`` holds ``uncertainty`` (MOPO's u(s, a), see ``mopo_penalty``), the
+    drawn elite's raw-space ``std`` of [delta_obs, reward] and, with "learned", its
     ``terminal_prob``.
     """
+    _check_termination(state.config, terminated, "sample")
     mean, std, logit = member_predictions(state, obs, action)
     k_member, k_noise = jax.random.split(key)
     pick = jax.random.randint(k_member, mean.shape[1:-1], 0, mean.shape[0])
     choose = lambda a: jnp.take_along_axis(a, pick[None, ..., None], axis=0)[0]
     noise = jax.random.normal(k_noise, mean.shape[1:], mean.dtype)
     delta = choose(mean) + choose(std) * noise
-    prob = jax.nn.sigmoid(choose(logit[..., None])[..., 0])
-    info = {"uncertainty": _mopo_uncertainty(std), "std": choose(std), "terminal_prob": prob}
-    return obs + delta[..., :-1], delta[..., -1], (prob > 0.5).astype(jnp.float32), info
+    next_obs = obs + delta[..., :-1]
+    info = {"uncertainty": _mopo_uncertainty(std), "std": choose(std)}
+    if terminated is None:
+        info["terminal_prob"] = jax.nn.sigmoid(choose(logit[..., None])[..., 0])
+        terminal = info["terminal_prob"] > 0.5
+    else:
+        terminal = terminated(next_obs)
+        if terminal.shape != next_obs.shape[:-1]:
+            raise ValueError(
+                f"sample: terminated(next_obs) has shape {terminal.shape}, expected "
+                f"{next_obs.shape[:-1]}"
+            )
+    return next_obs, delta[..., -1], terminal.astype(jnp.float32), info
 
 
 def rollout(
@@ -422,16 +504,18 @@ def rollout(
     start_obs: jax.Array,
     horizon: int,
     penalty_coef=0.0,
+    terminated: Termination | None = None,
 ) -> tuple[Transition, jax.Array]:
     """``horizon``-step branched rollouts from ``start_obs`` (n, obs_dim) under
     ``policy_fn(obs, key) -> action`` (raw observations in, actions out).
 
     Returns transitions of shape (horizon, n) with MOPO-penalised rewards
     ``r - penalty_coef * u(s, a)``, and a bool ``valid`` mask (horizon, n): a row is valid until
-    (and including) the first step the model predicts terminal. Rows after it are invalid and
-    their observation stays frozen. ``truncated`` is 1 on the last step where not terminal;
-    ``mc_return`` is 0.
+    (and including) the first terminal step (terminals as in ``sample``: ``terminated(next_obs)``
+    or the learned head). Rows after it are invalid and their observation stays frozen.
+    ``truncated`` is 1 on the last step where not terminal; ``mc_return`` is 0.
     """
+    _check_termination(state.config, terminated, "rollout")
     if horizon < 1:
         raise ValueError(f"rollout: horizon must be >= 1, got {horizon}")
     if start_obs.ndim != 2 or start_obs.shape[1] != state.config.obs_dim:
@@ -443,7 +527,7 @@ def rollout(
         obs, alive = carry
         k_policy, k_model = jax.random.split(k)
         action = policy_fn(obs, k_policy)
-        next_obs, reward, terminal, info = sample(state, k_model, obs, action)
+        next_obs, reward, terminal, info = sample(state, k_model, obs, action, terminated)
         zero = jnp.zeros_like(reward)
         row = Transition(
             obs, action, reward - penalty_coef * info["uncertainty"], next_obs, terminal, zero, zero
@@ -457,23 +541,30 @@ def rollout(
     return rows, valid
 
 
-@functools.partial(jax.jit, static_argnames=("replace_reward",))
+@functools.partial(jax.jit, static_argnames=("replace_reward", "terminated"))
 def replace_next_states(
-    state: State, key: jax.Array, batch: Transition, fraction=0.5, replace_reward: bool = False
+    state: State,
+    key: jax.Array,
+    batch: Transition,
+    fraction=0.5,
+    replace_reward: bool = False,
+    terminated: Termination | None = None,
 ) -> Transition:
     """Augmentation mode (i) ("Small Dataset, Big Gains"): in each (B,) batch exactly
     ``round(fraction * B)`` rows (``fraction`` in [0, 1], may be traced), chosen at random per
-    call, get ``next_obs`` (and ``reward`` with ``replace_reward``) replaced by a model
-    ``sample``; every other field (``terminal`` included) is untouched.
+    call, get ``next_obs`` and ``terminal`` (and ``reward`` with ``replace_reward``) from a model
+    ``sample`` (terminals as there: ``terminated(next_obs)`` or the learned head); every other
+    field is untouched.
 
     ``batch`` is (B,) or a (U, B) stack (each of the U batches gets its own rows).
     """
     _check_dims(state.config, batch.obs, batch.action, "replace_next_states")
+    _check_termination(state.config, terminated, "replace_next_states")
     if batch.reward.ndim == 2:
-        keys = jax.random.split(key, batch.reward.shape[0])
-        return jax.vmap(lambda k, b: replace_next_states(state, k, b, fraction, replace_reward))(
-            keys, batch
+        replace = lambda k, b: replace_next_states(
+            state, k, b, fraction, replace_reward, terminated
         )
+        return jax.vmap(replace)(jax.random.split(key, batch.reward.shape[0]), batch)
     if batch.reward.ndim != 1:
         raise ValueError(
             f"replace_next_states: batch must be (B,) or (U, B), got {batch.reward.shape}"
@@ -481,8 +572,11 @@ def replace_next_states(
     k_rows, k_model = jax.random.split(key)
     size = batch.reward.shape[0]
     chosen = jax.random.permutation(k_rows, size) < jnp.round(fraction * size)
-    next_obs, reward, _, _ = sample(state, k_model, batch.obs, batch.action)
-    out = batch.replace(next_obs=jnp.where(chosen[:, None], next_obs, batch.next_obs))
+    next_obs, reward, terminal, _ = sample(state, k_model, batch.obs, batch.action, terminated)
+    out = batch.replace(
+        next_obs=jnp.where(chosen[:, None], next_obs, batch.next_obs),
+        terminal=jnp.where(chosen, terminal, batch.terminal),
+    )
     if replace_reward:
         out = out.replace(reward=jnp.where(chosen, reward, batch.reward))
     return out

@@ -3,17 +3,22 @@
 A dynamics ensemble (:mod:`rlgen.gen.dynamics`) is fitted per seed on the offline dataset before
 pretraining, then used in one of two ways:
 
-- ``model``: in every pretraining batch a share of the next states (default half) is replaced
-  by a model sample (:func:`rlgen.gen.dynamics.replace_next_states`).
+- ``model``: in every pretraining batch a share of the next states (default half), with their
+  terminals, is replaced by a model sample (:func:`rlgen.gen.dynamics.replace_next_states`).
 - ``model-rollouts``: every ``rollout_every`` updates, k-step branched rollouts from random
   dataset states under the current policy, with MOPO-penalised rewards, refill the seed's
   synthetic buffer; pretraining batches draw ``synthetic_ratio`` of their rows from it.
   Rollout rows have no Monte-Carlo return, so Cal-QL's bound is off for them (-inf).
+
+Terminals of model transitions come from the task's termination function of the next
+observation (``terminated``, e.g. ``env.terminated``), or from the model's learned terminal head
+with ``dynamics.Config(termination="learned")``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +36,13 @@ AUGMENTS = ("none", "model", "model-rollouts")
 
 @dataclasses.dataclass(frozen=True)
 class ModelAugment:
-    """Static settings of world-model augmentation."""
+    """Static settings of world-model augmentation. ``terminated`` is the task's termination
+    function of observations (``env.terminated``), required unless the model's ``termination``
+    is "learned" (then it is not used)."""
 
     mode: str  # "model" or "model-rollouts"
     model: dynamics.Config
+    terminated: Callable[[jax.Array], jax.Array] | None = None
     fraction: float = 0.5  # model: share of next states replaced
     rollout_starts: int = 5_000  # model-rollouts: start states per refresh
     rollout_horizon: int = 5
@@ -52,6 +60,16 @@ class ModelAugment:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.penalty < 0:
             raise ValueError(f"mopo_penalty must be >= 0, got {self.penalty}")
+        if self.model.termination == "env" and self.terminated is None:
+            raise ValueError(
+                "ModelAugment.terminated is required with model.termination='env': pass the "
+                "task's termination function (env.terminated), or use termination='learned'"
+            )
+
+    @property
+    def termination_fn(self) -> Callable[[jax.Array], jax.Array] | None:
+        """What the model's functions take as ``terminated`` (None: the learned head)."""
+        return self.terminated if self.model.termination == "env" else None
 
     @property
     def capacity(self) -> int:
@@ -72,7 +90,9 @@ def next_state_transform(aug: ModelAugment):
     """A pretraining batch transform: replace ``aug.fraction`` of next states by model samples."""
 
     def transform(model: dynamics.State, key: jax.Array, batch: Transition) -> Transition:
-        return dynamics.replace_next_states(model, key, batch, aug.fraction)
+        return dynamics.replace_next_states(
+            model, key, batch, aug.fraction, terminated=aug.termination_fn
+        )
 
     return transform
 
@@ -95,7 +115,7 @@ def rollout_buffer(
         return agent.act(agent_state, obs, k, False)
 
     rows, valid = dynamics.rollout(
-        model, k_rollout, policy, starts, aug.rollout_horizon, aug.penalty
+        model, k_rollout, policy, starts, aug.rollout_horizon, aug.penalty, aug.termination_fn
     )
     flat = jax.tree.map(lambda x: x.reshape(aug.capacity, *x.shape[2:]), rows)
     order = jnp.argsort(~valid.reshape(-1), stable=True)
