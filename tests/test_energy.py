@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlgen.data import normalize
+from rlgen.data import normalize, replay
 from rlgen.data.transition import Transition
 from rlgen.gen import diffusion, edm, energy
+from rlgen.train import generators
 
 OBS, ACT = 2, 1
 DIM = diffusion.flat_dim(OBS, ACT)  # 7: obs 0-1, action 2, reward 3, next_obs 4-5, terminal 6
@@ -41,9 +42,10 @@ def test_guidance_masks_each_energy_to_its_block():
     def guide_and_grad(state):
         guide = lambda g: energy.network_guidance(state, g)(x, sigma)
         grad = lambda n: jax.grad(lambda z: energy.energy(state.params, TINY, n, z, sigma).sum())
-        single = {n: guide(energy.Guidance.create(2.0, enabled=(n,))) for n in energy.ENERGIES}
+        unclipped = functools.partial(energy.Guidance.create, 2.0, math.inf)
+        single = {n: guide(unclipped(enabled=(n,))) for n in energy.ENERGIES}
         full = {n: grad(n)(x) for n in energy.ENERGIES}
-        return single, full, guide(energy.Guidance.create(2.0))
+        return single, full, guide(unclipped())
 
     single, full, combined = guide_and_grad(state)
     for name in energy.ENERGIES:
@@ -57,12 +59,17 @@ def test_guidance_masks_each_energy_to_its_block():
     np.testing.assert_allclose(combined, sum(single.values()), rtol=1e-5, atol=1e-7)
 
 
-def test_guidance_clips_each_row_gradient_norm():
-    quadratic = {"state": lambda x, s: 0.5 * (x**2).sum(-1)}  # grad = x
-    mask = {"state": jnp.ones(3, bool)}
-    x = jnp.array([[3.0, 4.0, 0.0], [0.3, 0.0, 0.4]])  # norms 5 and 0.5
-    g = energy.guidance_fn(quadratic, mask, energy.Guidance.create(2.0, 1.0, ("state",)))(x, 1.0)
-    np.testing.assert_allclose(g, -2.0 * np.array([[0.6, 0.8, 0.0], [0.3, 0.0, 0.4]]), rtol=1e-6)
+def test_guidance_clips_the_combined_direction_term_per_row():
+    """The term guidance adds to the sampler's direction, sigma * g, is capped at clip * sqrt(dim)
+    per row, over the sum of the energies (each alone below the cap here)."""
+    fns = {"state": lambda x, s: x[:, 0] ** 2 / 2, "policy": lambda x, s: x[:, 1] ** 2 / 2}
+    masks = {"state": jnp.array([True, False]), "policy": jnp.array([False, True])}
+    guidance = energy.Guidance.create(2.0, 9 / math.sqrt(2), ("state", "policy"))
+    x = jnp.array([[3.0, 4.0], [0.3, 0.4]])  # at sigma 1: 6 and 8 alone, 10 and 1 summed (cap 9)
+    fn = energy.guidance_fn(fns, masks, guidance)
+    np.testing.assert_allclose(fn(x, 1.0), -2.0 * x * np.array([[0.9], [1.0]]), rtol=1e-6)
+    np.testing.assert_allclose(fn(x, 0.1), -2.0 * x, rtol=1e-6)  # a small sigma: no clip
+    assert float(energy.Guidance.create().clip) == 10.0  # the reference's 10 sqrt(D)
 
 
 def test_guided_gaussian_moves_to_the_product_of_gaussians():
@@ -223,11 +230,54 @@ def test_guided_generate_vmapped_over_seeds(seeded_models):
             np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-4)
 
 
+def test_edis_refit_continues_training_the_run_energies(monkeypatch):
+    """A refit trains on from the energies it is given (as the previous refit left them): its
+    params, Adam moments, key and step equal continued training of that state on the refit's
+    fresh examples; re-initialised energies would not. The normaliser, diffusion fit, row and
+    example sampling and generation are stubbed (one compiled ``train`` shared with the other
+    tests)."""
+    built = []
+
+    def build_examples(config, model, online, policy, key):
+        built.append(toy_examples(key, POOL, 4))
+        return built[-1]
+
+    rows = replay.from_transitions(Transition.zeros(OBS, ACT, (16,)))
+    monkeypatch.setattr(generators, "union_normalizer", lambda sources: None)
+    monkeypatch.setattr(replay, "sample", lambda buffer, key, n: buffer.data)
+    monkeypatch.setattr(generators, "fit_diffusion", lambda *args: (None, jnp.float32(0)))
+    monkeypatch.setattr(energy, "build_examples", build_examples)
+    monkeypatch.setattr(energy, "guided_generate", lambda *args: rows.data)
+    aug = generators.DiffusionAugment(
+        "edis",
+        diffusion.Config.for_transitions(OBS, ACT),
+        batch_size=BATCH,
+        num_samples=4,
+        energy_config=TINY,
+        energy_steps=STEPS,
+        energy_examples=8,
+        unknown_returns=False,
+    )
+    previous = generators.init_energies(aug, jax.random.key(0)).replace(step=jnp.int32(STEPS))
+    _, refitted, _ = generators.edis_buffer(
+        aug, jax.random.key(1), rows, rows, None, None, previous
+    )
+    continued, _ = energy.train(previous, built[0], STEPS, BATCH)
+    assert int(refitted.step) == 2 * STEPS
+    state = lambda e: (e.params, e.opt_state, jax.random.key_data(e.key))  # noqa: E731
+    for a, b in zip(
+        jax.tree.leaves(state(refitted)), jax.tree.leaves(state(continued)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_config_and_guidance_validation():
     with pytest.raises(ValueError, match="num_negatives"):
         energy.Config(OBS, ACT, num_negatives=0)
     with pytest.raises(ValueError, match="unknown energies"):
         energy.Guidance.create(enabled=("reward",))
+    with pytest.raises(ValueError, match="Guidance.scale"):
+        energy.Guidance.create({"state": 1.0})
     with pytest.raises(ValueError, match="unknown fields"):
         diffusion.block_mask(OBS, ACT, "obs", "goal")
     hash(TINY)

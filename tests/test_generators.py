@@ -32,6 +32,14 @@ def test_sample_union_is_uniform_over_the_filled_rows_of_all_sources():
     np.testing.assert_allclose(counts / counts.sum(), 0.2, atol=0.01)
 
 
+def test_sample_union_stacks_utd_batches_from_every_source():
+    first = replay.from_transitions(Transition.zeros(1, 1, (30,)))
+    second = replay.from_transitions(Transition.zeros(1, 1, (10,)).replace(reward=jnp.ones(10)))
+    batch = sample_union((first, second), jax.random.key(1), 4096, num_batches=3)
+    assert batch.obs.shape == (3, 4096, 1) and batch.reward.shape == (3, 4096)
+    assert abs(float(batch.reward.mean()) - 0.25) < 0.02  # 10 of the 40 rows have reward 1
+
+
 def test_sample_union_follows_a_growing_buffer_without_recompiling():
     traces = []
 
@@ -48,6 +56,34 @@ def test_sample_union_follows_a_growing_buffer_without_recompiling():
     assert len(traces) == 1
     assert set(first) == {1.0, 5.0} and set(second) == {1.0, 5.0, 7.0}
     assert abs((second == 7.0).mean() - 0.6) < 0.03  # 3 of the 5 filled rows
+
+
+def _random_rows(seed: int, n: int) -> tuple[Transition, np.ndarray]:
+    """n random rows (obs 2, action 1) and their flat [obs, action, reward, next_obs] columns."""
+    x = np.random.default_rng(seed).normal(size=(n, 6)).astype(np.float32) * [1, 2, 3, 4, 5, 6]
+    zero = np.zeros(n, np.float32)
+    rows = Transition(x[:, :2], x[:, 2:3], x[:, 3], x[:, 4:], zero, zero, zero)
+    return rows, x
+
+
+def test_union_normalizer_fits_the_filled_rows_of_offline_and_online_in_one_program():
+    traces = []
+
+    @jax.jit
+    def fit(sources):
+        traces.append(1)
+        return generators.union_normalizer(sources)
+
+    offline, offline_x = _random_rows(0, 40)
+    online, online_x = _random_rows(1, 32)
+    for size in (5, 11):  # the online buffer's fill level (rows past it are not data)
+        buffer = replay.ReplayBuffer(online, np.int32(size), np.int32(size))
+        got = fit((replay.ReplayBuffer(offline, np.int32(0), np.int32(40)), buffer))
+        x = np.concatenate([offline_x, online_x[:size]])
+        np.testing.assert_allclose(got.mean[:-1], x.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.std[:-1], x.std(0), rtol=1e-5)
+        assert got.mean[-1] == 0 and got.std[-1] == 1  # the terminal dim stays raw
+    assert len(traces) == 1
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +106,7 @@ TINY = dict(
 
 
 def test_synther_buffer_holds_generated_rows_without_mc_returns(random_hopper):
-    aug = FinetuneConfig(augment="synther", **TINY).diffusion_augment(11, 3)
+    aug = FinetuneConfig(augment="synther", **TINY).diffusion_augment(11, 3, len(random_hopper))
     offline = replay.from_transitions(random_hopper)
     normalizer = diffusion.fit_normalizer(diffusion.flatten(random_hopper))
     buffer, metrics = generators.synther_buffer(aug, jax.random.key(0), offline, normalizer)

@@ -12,13 +12,19 @@ drawn from the levels the sampler evaluates, so every queried level is trained).
 energy trained at level sigma estimates the intermediate energy -log E[exp(-E(x_0)) | x_sigma]
 (Lu et al. 2023), which is what exact guidance needs at that level.
 
-Guidance adds -scale * grad E (per-row norm clipped) to the score at every sampler evaluation,
-each energy's gradient masked to its own block (s, a or s'), although E_pi and E_T read more.
+Guidance adds -scale * grad E to the score at every sampler evaluation (the exact form for
+sampling p(x) exp(-scale E(x))), each energy's gradient masked to its own block (s, a or s'),
+although E_pi and E_T read more. The sampler's direction d = -t * score then gains
+t * scale * grad E, whose per-row norm is clipped at ``clip * sqrt(dim)`` (the reference's cap,
+10 sqrt(D)), so the strong high-noise steps cannot throw samples off the data.
 
-Typical use, every time the diffusion model is refitted::
+Typical use: energies created once, trained on at every refit of the diffusion model with fresh
+online positives and fresh negatives from the new model::
 
+    state = init(key, config)
+    # at every refit:
     examples = build_examples(config, diff_state, online_batch, policy_fn, key)
-    state, metrics = train(state, examples, num_steps=1000, batch_size=256)
+    state, metrics = train(state, examples, num_steps=200, batch_size=256)
     synthetic = guided_generate(diff_state, state, key, 100_000, Guidance.create(scale=1.0))
 """
 
@@ -158,26 +164,29 @@ class Examples:
 
 @flax.struct.dataclass
 class Guidance:
-    """Per-energy guidance scale and cap on the per-row norm of its gradient (clipped, then
-    scaled): a pytree, so scales vmap. ``enabled`` (static) names the energies applied; the
-    others are not evaluated (ablations)."""
+    """Per-energy guidance scale and the clip of the guidance term in the sampler's direction
+    (per-row norm <= ``clip * sqrt(dim)``; inf turns it off): a pytree, so both vmap.
+    ``enabled`` (static) names the energies applied; the others are not evaluated (ablations)."""
 
     scale: dict[str, jax.Array]
-    max_norm: dict[str, jax.Array]
+    clip: jax.Array
     enabled: tuple[str, ...] = flax.struct.field(pytree_node=False, default=ENERGIES)
 
     @classmethod
-    def create(cls, scale=1.0, max_norm=float("inf"), enabled=ENERGIES) -> Guidance:
-        """``scale`` and ``max_norm``: one value for every energy or a dict by energy name."""
+    def create(cls, scale=1.0, clip=10.0, enabled=ENERGIES) -> Guidance:
+        """``scale``: one value for every energy or a dict by energy name."""
         unknown = set(enabled) - set(ENERGIES)
         if unknown:
             raise ValueError(
                 f"Guidance: unknown energies {sorted(unknown)}; choose from {ENERGIES}"
             )
-        per_energy = lambda v: {
-            n: jnp.asarray(v[n] if isinstance(v, dict) else v, jnp.float32) for n in ENERGIES
+        if isinstance(scale, dict) and set(scale) != set(ENERGIES):
+            raise ValueError(f"Guidance.scale: need a value for each of {ENERGIES}, got {scale}")
+        scales = {
+            n: jnp.asarray(scale[n] if isinstance(scale, dict) else scale, jnp.float32)
+            for n in ENERGIES
         }
-        return cls(scale=per_energy(scale), max_norm=per_energy(max_norm), enabled=tuple(enabled))
+        return cls(scale=scales, clip=jnp.asarray(clip, jnp.float32), enabled=tuple(enabled))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -335,19 +344,19 @@ def build_examples(
 def guidance_fn(
     energy_fns: dict[str, EnergyFn], masks: dict[str, jax.Array], guidance: Guidance
 ) -> edm.GuidanceFn:
-    """The sampler's guidance hook: sum over enabled energies of -scale * clip(mask * grad_x E),
-    the clip capping each row's gradient norm at ``max_norm``. ``energy_fns[name](x, sigma)``
-    returns per-row energies of x (n, dim); ``masks[name]`` (dim,) selects the guided block."""
+    """The sampler's guidance hook g(x, sigma) = -sum over enabled energies of
+    scale * mask * grad_x E, scaled down per row where the sampler's direction term sigma * g
+    would exceed ``clip * sqrt(dim)`` in norm. ``energy_fns[name](x, sigma)`` returns per-row
+    energies of x (n, dim); ``masks[name]`` (dim,) selects the guided block."""
 
     def fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
         total = jnp.zeros_like(x)
         for name in guidance.enabled:
             grad = jax.grad(lambda z, name=name: energy_fns[name](z, sigma).sum())(x)
-            grad = jnp.where(masks[name], grad, 0.0)
-            norm = jnp.linalg.norm(grad, axis=-1, keepdims=True)
-            clip = jnp.minimum(1.0, guidance.max_norm[name] / jnp.maximum(norm, 1e-12))
-            total = total - guidance.scale[name] * clip * grad
-        return total
+            total = total - guidance.scale[name] * jnp.where(masks[name], grad, 0.0)
+        step = jnp.reshape(sigma, (-1, 1)) * jnp.linalg.norm(total, axis=-1, keepdims=True)
+        cap = guidance.clip * np.sqrt(x.shape[-1])
+        return total * jnp.minimum(1.0, cap / jnp.maximum(step, 1e-12))
 
     return fn
 
