@@ -70,14 +70,19 @@ def check(
 ) -> None:
     """Validate fields of ``config``: ``positive`` (> 0), ``non_negative`` (>= 0), ``unit`` (in
     [0, 1]), ``choices`` (field -> allowed values), ``at_least`` (field -> minimum). The first
-    violation raises a ValueError naming the field, its value and the rule."""
-    for name in positive:
+    violation raises a ValueError naming the field, its value and the rule. A None value (a
+    default resolved later) passes the numeric rules."""
+
+    def given(name):
+        return getattr(config, name) is not None
+
+    for name in filter(given, positive):
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in non_negative:
+    for name in filter(given, non_negative):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    for name in unit:
+    for name in filter(given, unit):
         if not 0 <= getattr(config, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(config, name)}")
     for name, allowed in (choices or {}).items():

@@ -196,3 +196,29 @@ def test_config_validation():
         cql.Config(OBS, ACT, num_samples=0)
     with pytest.raises(ValueError, match="do not match"):
         cql.update(CONFIG, None, Transition.zeros(OBS + 1, ACT, (B,)), None)
+
+
+def test_plain_cql_backs_up_one_action_and_calql_the_max():
+    from rlgen.train.finetune import FinetuneConfig
+
+    spec = lambda **kw: FinetuneConfig(**kw).agent_spec(OBS, ACT)[1]  # noqa: E731
+    assert not spec(algo="cql").max_target_backup  # CQL as published for MuJoCo
+    assert spec(algo="calql").max_target_backup  # Cal-QL's official code
+    assert spec(algo="cql", max_target_backup="on").max_target_backup
+    assert not spec(algo="calql", max_target_backup="off").max_target_backup
+
+
+def test_temperature_rates_follow_the_policy_and_critic_rates_and_alpha_prime_starts_at_e():
+    hp = cql.resolve_hparams(cql.HParams(actor_lr=3e-5, critic_lr=2e-4))
+    assert float(hp.alpha_lr) == pytest.approx(3e-5)
+    assert float(hp.alpha_prime_lr) == pytest.approx(2e-4)
+    assert float(cql.resolve_hparams(cql.HParams(alpha_lr=1e-2)).alpha_lr) == pytest.approx(1e-2)
+    assert float(cql.alpha_prime(STATE)) == pytest.approx(math.e, rel=1e-6)
+
+
+def test_penalty_and_backup_draw_separate_next_actions():
+    batch = _batch(3)
+    samples = jax.jit(lambda: cql.policy_samples(CONFIG, STATE, batch, jax.random.key(4)))()
+    (a_pi, _), (a_next, _), (a_backup, _) = samples
+    assert a_pi.shape == a_next.shape == a_backup.shape == (B, 3, ACT)
+    assert not np.allclose(a_next, a_backup)

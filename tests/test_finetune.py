@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlgen import envs
 from rlgen.agents import td3bc
 from rlgen.agents.common import Agent
 from rlgen.data import datasets, episodes, replay
@@ -24,6 +26,7 @@ from rlgen.train.finetune import (
     episode_return_range,
     load_dataset,
     reward_scale,
+    rollouts_due,
 )
 from rlgen.train.offline import pretrain_chunk
 from rlgen.train.online import RunState
@@ -41,40 +44,50 @@ def test_discounted_returns_match_the_recursion(gamma):
 
 
 def _record_steps(rewards, dones, gamma=0.5, capacity=32, max_steps=5):
-    """Feed per-step (num_envs,) rewards/dones through an EpisodeLog like env_step does."""
+    """Feed per-step (num_envs,) rewards/dones through an EpisodeLog like env_step does (obs
+    holds the env index); returns the buffer's filled (obs, reward, mc_return) rows."""
     num_envs = len(rewards[0])
     buffer = replay.init(capacity, 1, 1)
-    log = episodes.init(num_envs, max_steps, gamma)
+    log = episodes.init(num_envs, max_steps, gamma, 1, 1)
     record = jax.jit(episodes.record)
     for reward, done in zip(rewards, dones, strict=True):
-        reward = jnp.asarray(reward, jnp.float32)
-        rows = (buffer.insert_pos + jnp.arange(num_envs)) % capacity
         batch = Transition.zeros(1, 1, (num_envs,)).replace(
-            reward=reward, mc_return=jnp.full((num_envs,), episodes.UNKNOWN_RETURN)
+            obs=jnp.arange(num_envs, dtype=jnp.float32)[:, None],
+            reward=jnp.asarray(reward, jnp.float32),
         )
-        buffer = replay.add(buffer, batch)
-        log, buffer = record(log, buffer, rows, reward, jnp.asarray(done, jnp.float32))
-    return np.asarray(buffer.data.mc_return[: int(buffer.size)])
+        log, buffer = record(log, buffer, batch, jnp.asarray(done, jnp.float32))
+    n = int(buffer.size)
+    data = buffer.data
+    return tuple(np.asarray(x[:n]) for x in (data.obs[:, 0], data.reward, data.mc_return))
 
 
-def test_episode_returns_are_written_back_when_episodes_end():
+def test_episodes_enter_the_buffer_when_they_end_with_their_returns():
     # env 0: episode [1, 2, 3] ends at step 3, then [4] in progress;
     # env 1: episode [10, 20] ends at step 2, then [30, 40] ends at step 4.
     rewards = [[1, 10], [2, 20], [3, 30], [4, 40]]
     dones = [[0, 0], [0, 1], [1, 0], [0, 1]]
-    mc = _record_steps(rewards, dones)
-    # rows are interleaved: step t writes rows 2t (env 0) and 2t + 1 (env 1)
-    env0, env1 = mc[0::2], mc[1::2]
-    np.testing.assert_allclose(env0[:3], [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3])
-    assert env0[3] == -np.inf  # episode still running: Cal-QL's bound must not act
-    np.testing.assert_allclose(env1, [10 + 0.5 * 20, 20, 30 + 0.5 * 40, 40])
+    env, reward, mc = _record_steps(rewards, dones)
+    # whole episodes, contiguous, in the order they ended; env 0's [4] is not in the buffer, so
+    # no row with an unknown return can reach a Cal-QL batch
+    np.testing.assert_array_equal(env, [1, 1, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(reward, [10, 20, 1, 2, 3, 30, 40])
+    np.testing.assert_allclose(
+        mc, [10 + 0.5 * 20, 20, 1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 30 + 0.5 * 40, 40]
+    )
+
+
+def test_episodes_ending_together_are_appended_one_after_the_other():
+    env, reward, mc = _record_steps([[1, 5], [2, 6]], [[0, 1], [1, 1]], gamma=1.0)
+    np.testing.assert_array_equal(env, [1, 0, 0, 1])
+    np.testing.assert_array_equal(reward, [5, 1, 2, 6])
+    np.testing.assert_allclose(mc, [5, 3, 2, 6])
 
 
 def test_episode_log_restarts_cleanly_after_a_long_episode():
     # A 5-step episode fills the log; the next (2-step) one must not see its stale rewards.
     rewards = [[1.0]] * 5 + [[7.0], [9.0]]
     dones = [[0]] * 4 + [[1], [0], [1]]
-    mc = _record_steps(rewards, dones, gamma=1.0)
+    _, _, mc = _record_steps(rewards, dones, gamma=1.0)
     np.testing.assert_allclose(mc, [5, 4, 3, 2, 1, 16, 9])
 
 
@@ -131,6 +144,21 @@ def test_config_rejects_bad_values():
         FinetuneConfig(seeds=0)
 
 
+def test_synther_augmentation_defaults_to_the_papers_offline_setting():
+    synther = FinetuneConfig(augment="synther")
+    aug = synther.diffusion_augment(11, 3, 1_000_000)
+    assert aug.diffusion.width == 2048 and aug.num_samples == 5_000_000
+    assert aug.batch_size == 1024 and synther.diffusion_augment(11, 3, 1000).batch_size == 256
+    assert synther.setting("synthetic_ratio") == 1.0  # the agent trains on synthetic rows only
+    mixed = FinetuneConfig(augment="synther", synthetic_ratio=0.5, diffusion_width=1024)
+    assert mixed.setting("synthetic_ratio") == 0.5 and mixed.setting("diffusion_width") == 1024
+    assert FinetuneConfig(augment="model-rollouts").setting("synthetic_ratio") == 0.5
+    edis = FinetuneConfig(augment="edis").diffusion_augment(11, 3, 1_000_000)
+    assert edis.diffusion.width == 1024 and edis.num_samples == 1_000_000
+    with pytest.raises(ValueError, match="synthetic_ratio must be in"):
+        FinetuneConfig(augment="synther", synthetic_ratio=1.5)
+
+
 def test_iql_reward_scale_normalises_the_return_range():
     t = Transition.zeros(1, 1, (4,)).replace(
         reward=jnp.asarray([1.0, 2.0, 10.0, 5.0]), terminal=jnp.asarray([0.0, 1.0, 0.0, 0.0])
@@ -138,6 +166,28 @@ def test_iql_reward_scale_normalises_the_return_range():
     assert episode_return_range(t) == pytest.approx(15.0 - 3.0)  # episodes [1, 2] and [10, 5]
     assert reward_scale(FinetuneConfig(algo="iql"), t) == pytest.approx(1000.0 / 12.0)
     assert reward_scale(FinetuneConfig(algo="calql"), t) == 1.0
+
+
+def test_iql_reward_scale_comes_from_whole_episodes_before_subsampling(tmp_path):
+    # episodes of returns 3, 30 and 300 (rows 0-2, 3-5, 6-8): the full range is 297; a 4-row
+    # subsample would stitch rows of different episodes into "episodes" of other returns
+    rewards = np.repeat([1.0, 10.0, 100.0], 3).astype(np.float32)
+    timeouts = np.zeros(9, bool)
+    timeouts[[2, 5, 8]] = True
+    arrays = {
+        "observations": np.zeros((9, 11)),
+        "actions": np.zeros((9, 3)),
+        "rewards": rewards,
+        "next_observations": np.zeros((9, 11)),
+        "terminals": np.zeros(9, bool),
+        "timeouts": timeouts,
+    }
+    path = datasets.save_d4rl(tmp_path / "three.hdf5", arrays)
+    config = FinetuneConfig(algo="iql", dataset=str(path), dataset_size=4)
+    data, meta = load_dataset(config)
+    assert len(data) == 4 and meta["episode_return_range"] == pytest.approx(297.0)
+    assert reward_scale(config, data, meta) == pytest.approx(1000.0 / 297.0)
+    assert episode_return_range(data) != pytest.approx(297.0)
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +234,17 @@ def test_calql_pretrains_fine_tunes_and_resumes_exactly(random_hopper, tmp_path)
     # the shared dataset is untouched by donation / updates
     np.testing.assert_array_equal(np.asarray(run.offline.data.reward), offline_before)
 
-    # Online MC returns: finished episodes carry their discounted return-to-go, others -inf.
+    # Online MC returns: the buffer holds whole finished episodes, each row with its discounted
+    # return-to-go; the episode in progress waits in the log.
     buffer = jax.tree.map(lambda x: np.asarray(x[0]), run.state.buffer)
     n = int(buffer.size)
     data = jax.tree.map(lambda x: x[:n], buffer.data)
     ends = (data.terminal > 0) | (data.truncated > 0)
-    last_end = np.flatnonzero(ends)[-1]
+    assert ends[-1]
     expected = np.asarray(returns_to_go(data.reward, data.terminal, ends, 0.99))
-    np.testing.assert_allclose(data.mc_return[: last_end + 1], expected[: last_end + 1], rtol=1e-4)
-    assert np.all(data.mc_return[last_end + 1 :] == -np.inf)
+    np.testing.assert_allclose(data.mc_return, expected, rtol=1e-4)
+    in_progress = int(np.asarray(run.state.episodes.length)[0, 0])
+    assert n + in_progress == 2000
 
     # Exact resume: drop the last checkpoint and continue from the one at 1500 env steps.
     mngr = checkpoint.manager(tmp_path / "full" / "checkpoints")
@@ -209,27 +261,68 @@ def test_calql_pretrains_fine_tunes_and_resumes_exactly(random_hopper, tmp_path)
     assert all(jax.tree.leaves(same))
 
 
-@pytest.mark.slow
-def test_td3bc_switches_to_td3_online_and_learns(random_hopper, tmp_path):
+def td3_online_run(seed: int, dataset: Transition, run_dir, **overrides):
+    """TD3+BC pretrained 250 updates on random hopper data, then TD3 online (2 seeds x 5k env
+    steps, 1k of them collected before updates start). Returns the run and its results."""
     # raw observations here: random data's state statistics are narrow, so z-scoring by them
     # blows up the states a learning policy reaches and slows this short online check down
     config = _config(
-        tmp_path / "td3",
+        run_dir,
         algo="td3bc",
+        seed=seed,
         pretrain_steps=250,
         steps=5000,
         chunk=250,
         eval_episodes=3,
         obs_norm=False,
+        **overrides,
     )
-    run = FinetuneRun(config, dataset=random_hopper)
-    results = run.run()
+    run = FinetuneRun(config, dataset=dataset)
+    return run, run.run()
+
+
+def measure_td3_online(seed: int, dataset: Transition, run_dir, **overrides) -> dict:
+    """Candidate statistics of the online TD3 check (mean over the 2 seeds)."""
+    _, results = td3_online_run(seed, dataset, run_dir, **overrides)
+    online = [e["return"] for e in results["evaluations"] if e["phase"] == "finetune"]
+    rows = [json.loads(line) for line in open(Path(run_dir) / "finetune" / "metrics.jsonl")]
+    train = [r["train_return"] for r in rows if "train_return" in r]
+    return {
+        "before": float(np.mean(online[0])),
+        "late": float(np.mean(online[-2:])),
+        "train_first": train[0],
+        "train_late": float(np.mean(train[-2:])),
+    }
+
+
+@pytest.mark.slow
+def test_td3bc_switches_to_td3_online_and_learns(random_hopper, tmp_path):
+    run, results = td3_online_run(0, random_hopper, tmp_path / "td3")
     assert np.all(np.asarray(run.state.agent.hp.bc_weight) == 0.0)
-    # Learning check: 4k online updates lift the policy pretrained on random data (about 60 on
-    # average) well above it; the last two evaluations are averaged over seeds to damp noise.
+    # Learning check on the mean over the 2 seeds of the last two evaluations (late) and of the
+    # first one, before any online update (before). Measured over base seeds 0-9 on a 2-core
+    # CPU (python -m tests.seed_spread td3_online; docs/results/learning_checks.jsonl): late
+    # min 53, median 100, max 145; late - before min 20, median 69, max 94. With the actor's
+    # learning rate at 0 (--broken, seeds 0-3) late is 5-31. Thresholds: late > 40 (1.3x below
+    # the worst healthy seed, 1.3x above the best broken one) and late > before + 10 (half the
+    # smallest healthy gain).
     online = [e["return"] for e in results["evaluations"] if e["phase"] == "finetune"]
     before, late = np.mean(online[0]), np.mean(online[-2:])
-    assert late > before + 60, results["evaluations"]
+    assert late > 40 and late > before + 10, results["evaluations"]
+
+
+def test_iql_fine_tunes_on_the_union_of_offline_and_online_rows(random_hopper, tmp_path):
+    assert FinetuneRun(_config(tmp_path, algo="iql"), dataset=random_hopper).counts == ()
+    mixed = _config(tmp_path, algo="iql", online_sampling="mix")
+    assert FinetuneRun(mixed, dataset=random_hopper).counts == (64, 64)
+    assert FinetuneRun(_config(tmp_path), dataset=random_hopper).counts == (64, 64)  # Cal-QL
+
+
+def test_iql_actor_decay_covers_pretraining_only(random_hopper, tmp_path):
+    spec = lambda **kw: _config(tmp_path, algo="iql", **kw).agent_spec(11, 3)[1]  # noqa: E731
+    assert spec().actor_decay_steps == 0  # fine-tuning: constant, as train_finetune.py
+    assert spec(steps=0).actor_decay_steps == 500  # offline only: over the pretraining updates
+    assert spec(iql_actor_decay="on").actor_decay_steps == 500
 
 
 def test_td3bc_sees_observations_z_scored_by_the_dataset(random_hopper, tmp_path):
@@ -291,6 +384,7 @@ def test_rollout_buffer_packs_the_valid_rows_in_order(random_hopper):
     config = ModelAugment(
         "model-rollouts",
         dynamics.Config(11, 3, hidden=(32, 32), max_epochs=3),
+        envs.make("hopper", backend="mujoco").terminated,
         rollout_starts=16,
         rollout_horizon=4,
     )
@@ -304,7 +398,9 @@ def test_rollout_buffer_packs_the_valid_rows_in_order(random_hopper):
     k_starts, k_rollout = jax.random.split(key)
     starts = offline.data.obs[replay.sample_indices(k_starts, offline.size, (16,))]
     policy = lambda obs, k: agent.act(agent_state, obs, k, False)  # noqa: E731
-    rows, valid = dynamics.rollout(model, k_rollout, policy, starts, 4, config.penalty)
+    rows, valid = dynamics.rollout(
+        model, k_rollout, policy, starts, 4, config.penalty, config.terminated
+    )
     valid = np.asarray(valid).reshape(-1)
     size = int(buffer.size)
     assert size == valid.sum() and 16 <= size <= 64  # every start's first step is valid
@@ -336,6 +432,15 @@ def test_model_rollouts_feed_pretraining_but_not_fine_tuning(random_hopper, tmp_
     assert np.all(sizes >= 64) and np.all(sizes <= 64 * 5)
     rows = [json.loads(line) for line in open(tmp_path / "pretrain" / "metrics.jsonl")]
     assert [("rollout_rows" in r) for r in rows] == [True, True]  # refreshed before each chunk
+
+
+def test_model_rollouts_refresh_after_each_multiple_of_rollout_every():
+    # (the former rule, updates % every < chunk, gives the same schedule: it is the crossing
+    # rule written another way; the runners now share one rule)
+    starts = range(0, 1500, 250)
+    assert [u for u in starts if rollouts_due(400, 250, u)] == [0, 500, 1000, 1250]
+    assert [u for u in starts if rollouts_due(500, 250, u)] == [0, 500, 1000]
+    assert [u for u in starts if rollouts_due(100, 250, u)] == list(starts)
 
 
 def test_synthetic_files_have_unknown_returns_and_keep_the_source_reward_scale(tmp_path):

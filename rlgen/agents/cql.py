@@ -10,7 +10,8 @@ from pi(.|s) and N from pi(.|s') (log mu = their detached policy log-densities).
 return-to-go of the dataset trajectory, max(Q, mc_return); uniform samples stay unbounded. The
 weight w is ``cql_alpha`` or, with ``lagrange``, ``cql_alpha * alpha'`` where alpha' is tuned
 to keep the penalty near ``target_gap``. Actor and temperature are SAC's. The target is a
-max-target backup over the same N actions from pi(.|s') (or a single-sample SAC backup).
+max-target backup over N actions from pi(.|s') (Cal-QL's default) or a single-sample SAC backup
+(CQL as published for MuJoCo); those actions are drawn apart from the penalty's pi(.|s') ones.
 
 ``update`` takes a (B,) batch or a (U, B) stack: U critic updates run as one ``lax.scan``, then
 one actor + temperature update on the last batch (as ``sac.update``).
@@ -45,7 +46,7 @@ class Config:
     critic_layer_norm: bool = False
     num_samples: int = 10  # N actions per group in the penalty and the max-target backup
     calibrated: bool = True  # Cal-QL; False is plain CQL
-    max_target_backup: bool = True  # max over N next actions of min_k Q_target (Cal-QL default)
+    max_target_backup: bool = True  # max over N next actions of min_k Q_target (Cal-QL's code)
     backup_entropy: bool = False  # subtract alpha log pi(a'|s') in the target (Cal-QL: off)
     lagrange: bool = False  # tune alpha' so the penalty stays near ``HParams.target_gap``
 
@@ -59,8 +60,8 @@ class HParams:
 
     actor_lr: jax.Array = 1e-4
     critic_lr: jax.Array = 3e-4
-    alpha_lr: jax.Array = 1e-4  # Cal-QL tunes the temperature at the policy learning rate
-    alpha_prime_lr: jax.Array = 3e-4  # ... and alpha' at the critic learning rate
+    alpha_lr: jax.Array | None = None  # None: actor_lr (Cal-QL tunes the temperature with it)
+    alpha_prime_lr: jax.Array | None = None  # None: critic_lr (... and alpha' with this one)
     gamma: jax.Array = 0.99
     tau: jax.Array = 5e-3
     init_alpha: jax.Array = 1.0
@@ -68,7 +69,7 @@ class HParams:
     cql_alpha: jax.Array = 5.0  # penalty weight (Cal-QL: 5 AntMaze/Kitchen, 1 Adroit)
     cql_temp: jax.Array = 1.0
     target_gap: jax.Array = 1.0  # Lagrange only (Cal-QL AntMaze: 0.8)
-    init_alpha_prime: jax.Array = 1.0  # Lagrange only
+    init_alpha_prime: jax.Array = math.e  # Lagrange only; the reference starts at log alpha' = 1
 
 
 @flax.struct.dataclass
@@ -89,8 +90,19 @@ def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble]:
     return actor, critic
 
 
+def resolve_hparams(hp: HParams | None) -> HParams:
+    """``hp`` with the temperatures' learning rates filled in from the policy / critic rates
+    where they are None, every leaf a float32 array."""
+    hp = HParams() if hp is None else hp
+    hp = hp.replace(
+        alpha_lr=hp.actor_lr if hp.alpha_lr is None else hp.alpha_lr,
+        alpha_prime_lr=hp.critic_lr if hp.alpha_prime_lr is None else hp.alpha_prime_lr,
+    )
+    return float_hparams(HParams, hp)
+
+
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
-    hp = float_hparams(HParams, hp)
+    hp = resolve_hparams(hp)
     actor, critic = networks(config)
     k_actor, k_critic = jax.random.split(key)
     obs = jnp.zeros((1, config.obs_dim))
@@ -182,15 +194,20 @@ def backup_value(next_q: jax.Array, next_logp: jax.Array, alpha: jax.Array, back
 
 
 def policy_samples(config: Config, state: State, batch: Transition, key: jax.Array):
-    """N actions from pi(.|s) and N from pi(.|s'), each as (B, N, d) actions and (B, N) log pi.
+    """N actions from pi(.|s) and two independent sets of N from pi(.|s'), each as (B, N, d)
+    actions and (B, N) log pi: for the penalty at s, the penalty at s' and the target backup
+    (the reference draws the penalty's and the backup's pi(.|s') actions separately).
 
-    One actor pass over [s; s']. The pi(.|s') actions serve both the penalty and the target
-    backup (Cal-QL draws them twice from the same distribution).
+    One actor pass over [s; s'], 2N draws per row (the s rows' second N are not used).
     """
     obs = jnp.concatenate([batch.obs, batch.next_obs])
-    actions, logp = sample_actions(config, state.actor.params, obs, key, config.num_samples)
-    b = batch.reward.shape[0]
-    return (actions[:b], logp[:b]), (actions[b:], logp[b:])
+    n, b = config.num_samples, batch.reward.shape[0]
+    actions, logp = sample_actions(config, state.actor.params, obs, key, 2 * n)
+    return (
+        (actions[:b, :n], logp[:b, :n]),
+        (actions[b:, :n], logp[b:, :n]),
+        (actions[b:, n:], logp[b:, n:]),
+    )
 
 
 def td_target(config: Config, state: State, batch: Transition, next_action, next_logp):
@@ -251,8 +268,8 @@ def update_alpha_prime(state: State, penalty: jax.Array) -> State:
 def update_critic(config: Config, state: State, batch: Transition, key: jax.Array):
     """One critic step on a (B,) batch, a Polyak target update and (``lagrange``) an alpha' step."""
     k_policy, k_uniform = jax.random.split(key)
-    (a_pi, logp_pi), (a_next, logp_next) = policy_samples(config, state, batch, k_policy)
-    target = jax.lax.stop_gradient(td_target(config, state, batch, a_next, logp_next))
+    (a_pi, logp_pi), (a_next, logp_next), backup = policy_samples(config, state, batch, k_policy)
+    target = jax.lax.stop_gradient(td_target(config, state, batch, *backup))
     uniform = jax.random.uniform(k_uniform, a_pi.shape, minval=-1.0, maxval=1.0)
     samples = (jnp.concatenate([uniform, a_pi, a_next], axis=1), logp_pi, logp_next)
     samples = jax.lax.stop_gradient(samples)

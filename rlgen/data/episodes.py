@@ -1,11 +1,13 @@
-"""Monte-Carlo returns of online episodes, written back into the replay buffer when they end.
+"""Online episodes held back until they end, then added to the replay buffer with their
+Monte-Carlo returns.
 
 Cal-QL keeps calibration on during fine-tuning, so online rows need the discounted
-return-to-go of their episode. That is known only once the episode ends: rows are stored with
-``mc_return = UNKNOWN_RETURN`` (-inf, so the bound max(Q, mc_return) leaves Q alone), and an
-:class:`EpisodeLog` remembers, per env, the buffer rows and rewards of the episode in progress.
-When the episode ends its returns are computed in one parallel scan and scattered into those
-rows. The cost per step is O(num_envs * max_steps) elementwise work, with no Python control flow.
+return-to-go of their episode, which is known only once the episode ends. As in the official
+Cal-QL code (which adds a trajectory to its replay buffer when it ends), an
+:class:`EpisodeLog` holds, per env, the transitions of the episode in progress; when the
+episode ends its returns are computed in one parallel scan and the whole episode is appended to
+the buffer. No row with an unknown return ever reaches a batch. The cost per step is
+O(num_envs * max_steps) elementwise work, with no Python control flow.
 """
 
 from __future__ import annotations
@@ -15,27 +17,26 @@ import jax
 import jax.numpy as jnp
 
 from rlgen.data.replay import ReplayBuffer
+from rlgen.data.transition import Transition
 
-UNKNOWN_RETURN = -jnp.inf
+UNKNOWN_RETURN = -jnp.inf  # mc_return of generated rows: the bound max(Q, -inf) leaves Q alone
 
 
 @flax.struct.dataclass
 class EpisodeLog:
-    """Per env, the buffer rows and rewards of the episode in progress."""
+    """Per env, the transitions of the episode in progress."""
 
-    rows: jax.Array  # (num_envs, max_steps) int32 buffer row of each step
-    rewards: jax.Array  # (num_envs, max_steps) float32, zero past ``length``
+    steps: Transition  # (num_envs, max_steps, ...); rows past ``length`` are stale
     length: jax.Array  # (num_envs,) int32 steps so far
     gamma: jax.Array  # float32 scalar discount of the returns
 
 
-def init(num_envs: int, max_steps: int, gamma: float) -> EpisodeLog:
+def init(num_envs: int, max_steps: int, gamma: float, obs_dim: int, action_dim: int) -> EpisodeLog:
     """An empty log for ``num_envs`` envs whose episodes last at most ``max_steps`` steps."""
     if num_envs <= 0 or max_steps <= 0:
         raise ValueError(f"num_envs and max_steps must be positive, got {num_envs}, {max_steps}")
     return EpisodeLog(
-        rows=jnp.zeros((num_envs, max_steps), jnp.int32),
-        rewards=jnp.zeros((num_envs, max_steps), jnp.float32),
+        steps=Transition.zeros(obs_dim, action_dim, (num_envs, max_steps)),
         length=jnp.zeros((num_envs,), jnp.int32),
         gamma=jnp.asarray(gamma, jnp.float32),
     )
@@ -60,25 +61,39 @@ def discounted_returns(rewards: jax.Array, gamma: jax.Array) -> jax.Array:
 
 
 def record(
-    log: EpisodeLog, buffer: ReplayBuffer, rows: jax.Array, reward: jax.Array, done: jax.Array
+    log: EpisodeLog, buffer: ReplayBuffer, transition: Transition, done: jax.Array
 ) -> tuple[EpisodeLog, ReplayBuffer]:
-    """Log one step of every env (its buffer ``rows`` and ``reward``); for envs whose episode is
-    ``done``, write the episode's returns into the buffer's ``mc_return`` and start afresh."""
-    num_envs, max_steps = log.rewards.shape
+    """Log one (num_envs,) step; append every episode that ends with it (``done``) to the buffer,
+    each contiguous, with its discounted returns as ``mc_return``, and start those envs afresh.
+
+    The buffer must hold ``num_envs * max_steps`` rows (a step can end every env's episode).
+    """
+    num_envs, max_steps = log.length.shape[0], log.steps.reward.shape[1]
     env = jnp.arange(num_envs)
     t = jnp.minimum(log.length, max_steps - 1)
-    rewards = log.rewards.at[env, t].set(reward)
-    log_rows = log.rows.at[env, t].set(rows)
+    steps = jax.tree.map(lambda s, x: s.at[env, t].set(x.astype(s.dtype)), log.steps, transition)
     length = log.length + 1
     done = done > 0
-    finished = done[:, None] & (jnp.arange(max_steps) < length[:, None])
-    targets = jnp.where(finished, log_rows, buffer.capacity)  # out of range: dropped
-    returns = discounted_returns(rewards, log.gamma)
-    mc_return = buffer.data.mc_return.at[targets.ravel()].set(returns.ravel(), mode="drop")
-    buffer = buffer.replace(data=buffer.data.replace(mc_return=mc_return))
-    log = log.replace(
-        rows=log_rows,
-        rewards=jnp.where(done[:, None], 0.0, rewards),
-        length=jnp.where(done, 0, length),
+    counts = jnp.where(done, length, 0)
+    offsets = jnp.cumsum(counts) - counts  # where each finished episode starts in the append
+    slot = jnp.arange(max_steps)
+    finished = slot < counts[:, None]
+    capacity = buffer.capacity
+    idx = jnp.where(finished, (buffer.insert_pos + offsets[:, None] + slot) % capacity, capacity)
+    current = jnp.where(slot < length[:, None], steps.reward, 0.0)  # no stale rewards
+    rows = steps.replace(mc_return=discounted_returns(current, log.gamma))
+    data = jax.tree.map(
+        lambda store, new: store.at[idx.ravel()].set(
+            new.reshape(-1, *store.shape[1:]), mode="drop"
+        ),
+        buffer.data,
+        rows,
     )
+    added = counts.sum()
+    buffer = ReplayBuffer(
+        data=data,
+        insert_pos=(buffer.insert_pos + added) % capacity,
+        size=jnp.minimum(buffer.size + added, capacity),
+    )
+    log = log.replace(steps=steps, length=jnp.where(done, 0, length))
     return log, buffer

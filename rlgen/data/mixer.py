@@ -50,16 +50,30 @@ def sample_mixed(
     return concat(parts, axis=0 if num_batches is None else 1)
 
 
-def sample_union(sources: Sequence[ReplayBuffer], key: jax.Array, batch_size: int) -> Transition:
-    """A (B,) batch uniform over the filled rows of all ``sources`` together, as if they were
-    one buffer. Sizes may be traced, so growing buffers need no recompiling."""
+def sample_union(
+    sources: Sequence[ReplayBuffer],
+    key: jax.Array,
+    batch_size: int,
+    num_batches: int | None = None,
+) -> Transition:
+    """A (B,) batch, or a (U, B) stack with ``num_batches=U``, uniform over the filled rows of
+    all ``sources`` together, as if they were one buffer. Sizes may be traced, so growing
+    buffers need no recompiling."""
+    shape = (batch_size,) if num_batches is None else (num_batches, batch_size)
     sizes = jnp.stack([src.size for src in sources])
     ends = jnp.cumsum(sizes)
-    idx = replay.sample_indices(key, ends[-1], (batch_size,))
-    which = jnp.sum(idx[:, None] >= ends[None, :], axis=1)  # the source holding each row
+    idx = replay.sample_indices(key, ends[-1], shape)
+    which = jnp.sum(idx[..., None] >= ends, axis=-1)  # the source holding each row
     parts = [
         replay.gather(src, jnp.clip(idx - (end - size), 0, src.capacity - 1))
         for src, end, size in zip(sources, ends, sizes, strict=True)
     ]
-    rows = jnp.arange(batch_size)
-    return jax.tree.map(lambda *xs: jnp.stack(xs)[which, rows], *parts)
+
+    def pick(*xs):
+        source = which.reshape(which.shape + (1,) * (xs[0].ndim - which.ndim))
+        out = xs[0]
+        for i, x in enumerate(xs[1:], start=1):
+            out = jnp.where(source == i, x, out)
+        return out
+
+    return jax.tree.map(pick, *parts)

@@ -62,6 +62,13 @@ from rlgen.train.sharding import replicated, seed_keys, seed_map, seed_sharding
 
 ALGOS = ("calql", "cql", "iql", "td3bc")
 DEFAULT_ACTOR_LR = {"calql": 1e-4, "cql": 1e-4, "iql": 3e-4, "td3bc": 3e-4}
+# Defaults of the generative settings left None, per augmentation: SynthER's offline setting
+# from the paper (synthetic data only, 5M rows, 2048-wide denoiser) and EDIS's online model.
+AUGMENT_DEFAULTS = {
+    "synther": {"synthetic_ratio": 1.0, "diffusion_width": 2048, "num_generated": 5_000_000},
+    "edis": {"diffusion_width": 1024, "num_generated": 1_000_000},
+    "model-rollouts": {"synthetic_ratio": 0.5},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +78,8 @@ class FinetuneConfig(RunConfig):
     algo: str = option("calql, cql, iql or td3bc", default="calql")
     dataset: str = option(
         "a generated kind (random, medium, medium-replay, expert, medium-expert; generated "
-        "and cached on first use) or a path to a D4RL/Minari HDF5 or .npz file",
+        "from rlgen's reference policies and cached on first use) or a path to a D4RL/Minari "
+        "HDF5 or .npz file",
         default="medium-replay",
     )
     dataset_size: int = option(
@@ -79,9 +87,6 @@ class FinetuneConfig(RunConfig):
         default=0,
     )
     generate_size: int = option("rows of a generated dataset", default=1_000_000)
-    behaviour_steps: int = option(
-        "env steps of the behaviour SAC run if the dataset must be generated", default=1_000_000
-    )
     data_dir: str | None = option("dataset cache (default: $RLGEN_DATA or ~/.cache)", default=None)
     pretrain_steps: int = option(
         "offline gradient updates (rounded up to chunks)", default=1_000_000
@@ -94,6 +99,12 @@ class FinetuneConfig(RunConfig):
         "env steps collected with the pretrained policy before online updates start", default=1_000
     )
     offline_ratio: float = option("share of each fine-tuning batch from the dataset", default=0.5)
+    online_sampling: str = option(
+        "fine-tuning batches: mix (offline_ratio of each batch from the dataset, as Cal-QL), "
+        "union (uniform over dataset + online rows, as IQL's reference) or auto (union for iql, "
+        "mix otherwise); generative augmentation always mixes",
+        default="auto",
+    )
     num_envs: int = option("parallel envs per seed during fine-tuning", default=1)
     utd: int = option("updates per env step during fine-tuning", default=1)
     buffer_size: int = option("online replay capacity per seed (0: the whole run)", default=0)
@@ -111,6 +122,11 @@ class FinetuneConfig(RunConfig):
     cql_alpha: float = option("CQL/Cal-QL penalty weight", default=5.0)
     num_samples: int = option("CQL/Cal-QL actions per group in the penalty", default=10)
     lagrange: bool = option("CQL/Cal-QL: tune the penalty weight to target_gap", default=False)
+    max_target_backup: str = option(
+        "CQL/Cal-QL backup: max over num_samples next actions (on), a single one (off), or auto "
+        "(on for calql as Cal-QL's code, off for cql as published for MuJoCo)",
+        default="auto",
+    )
     target_gap: float = option("CQL/Cal-QL Lagrange target gap", default=1.0)
     expectile: float = option("IQL expectile", default=0.7)
     beta: float = option("IQL inverse temperature", default=3.0)
@@ -122,6 +138,12 @@ class FinetuneConfig(RunConfig):
     finetune_bc_weight: float = option(
         "TD3+BC weight of the BC term online (0: plain TD3)", default=0.0
     )
+    iql_actor_decay: str = option(
+        "IQL: cosine-decay the actor lr to 0 over pretraining, then the base lr online: auto "
+        "(on for offline-only runs, --steps 0, as the reference's train_offline.py; off when "
+        "fine-tuning, as its train_finetune.py), on, off",
+        default="auto",
+    )
     augment: str = option(
         "generative augmentation: none; pretraining with model (world-model next states), "
         "model-rollouts (MOPO branched rollouts) or synther (diffusion-upsampled data); "
@@ -130,9 +152,10 @@ class FinetuneConfig(RunConfig):
     )
     edis: bool = option("shorthand for --augment edis", default=False)
     augment_fraction: float = option("model: share of next states replaced", default=0.5)
-    synthetic_ratio: float = option(
-        "model-rollouts / synther: share of pretraining batches from generated rows (1: only)",
-        default=0.5,
+    synthetic_ratio: float | None = option(
+        "model-rollouts / synther: share of pretraining batches from generated rows (1: only; "
+        "default: 1 for synther, SynthER's synthetic-only training; 0.5 for model-rollouts)",
+        default=None,
     )
     generated_ratio: float = option(
         "edis: share of fine-tuning batches from generated rows (the rest online)", default=0.5
@@ -141,23 +164,44 @@ class FinetuneConfig(RunConfig):
     rollout_horizon: int = option("model-rollouts: steps per rollout", default=5)
     rollout_every: int = option("model-rollouts: updates between refreshes", default=1_000)
     mopo_penalty: float = option("model-rollouts: MOPO uncertainty penalty weight", default=1.0)
+    model_termination: str = option(
+        "world-model terminals: env (the task's termination of the next observation, as MBPO "
+        "and MOPO) or learned (the model's terminal head)",
+        default="env",
+    )
     model_epochs: int = option("world model: most training epochs", default=200)
-    diffusion_width: int = option("synther / edis: denoiser width", default=1024)
+    diffusion_width: int | None = option(
+        "synther / edis: denoiser width (default: SynthER's 2048 offline, 1024 for edis)",
+        default=None,
+    )
     diffusion_steps: int = option("synther / edis: training steps per fit", default=100_000)
-    diffusion_batch: int = option("synther / edis: diffusion and energy batch size", default=256)
+    diffusion_batch: int | None = option(
+        "synther / edis: diffusion and energy batch size (default: SynthER's rule offline, 1024 "
+        "for >= 800k rows, else 256; 256 for edis, as SynthER's online refits)",
+        default=None,
+    )
     sampler_steps: int = option("synther / edis: Heun sampler steps", default=128)
     precision: str = option("synther / edis: denoiser precision fp32, tf32 or bf16", default="fp32")
-    num_generated: int = option("synther / edis: generated rows per fit", default=1_000_000)
+    num_generated: int | None = option(
+        "synther / edis: generated rows per fit (default: SynthER's 5M offline, 1M for edis)",
+        default=None,
+    )
     refresh_every: int = option("edis: fine-tuning env steps between refits", default=10_000)
     energies: tuple[str, ...] = option(
         "edis: energies applied (state, policy, transition; drop some to ablate)",
         default=("state", "policy", "transition"),
     )
-    energy_steps: int = option("edis: energy training steps per refit", default=2_000)
-    energy_examples: int = option("edis: online rows used as positives per refit", default=1_024)
+    energy_steps: int = option(
+        "edis: energy training steps per refit (the energies train on across refits)",
+        default=200,
+    )
+    energy_examples: int = option(
+        "edis: fresh online rows used as positives per refit", default=5_120
+    )
     guidance_scale: float = option("edis: guidance scale of every energy", default=1.0)
-    guidance_max_norm: float = option(
-        "edis: cap on each energy gradient's per-row norm", default=float("inf")
+    guidance_clip: float = option(
+        "edis: cap on the guidance term of the sampler's direction, clip * sqrt(dim) per row",
+        default=10.0,
     )
     reward_scale: str = option(
         "reward multiplier, or auto (IQL: 1000 / (max - min episode return), others 1)",
@@ -174,7 +218,7 @@ class FinetuneConfig(RunConfig):
         check(
             self,
             positive=("num_envs", "utd", "chunk", "num_critics", "num_samples", "generate_size")
-            + ("behaviour_steps", "model_epochs", "rollout_starts", "rollout_horizon")
+            + ("model_epochs", "rollout_starts", "rollout_horizon")
             + ("rollout_every", "diffusion_width", "diffusion_steps", "diffusion_batch")
             + ("num_generated", "refresh_every", "energy_steps", "energy_examples"),
             non_negative=("steps", "pretrain_steps", "warmup", "buffer_size", "dataset_size")
@@ -184,6 +228,10 @@ class FinetuneConfig(RunConfig):
                 "algo": ALGOS,
                 "augment": (*AUGMENTS, *generators.MODES),
                 "precision": tuple(diffusion.PRECISIONS),
+                "max_target_backup": ("auto", "on", "off"),
+                "iql_actor_decay": ("auto", "on", "off"),
+                "online_sampling": ("auto", "mix", "union"),
+                "model_termination": dynamics.TERMINATIONS,
             },
             at_least={"sampler_steps": 2},
         )
@@ -201,13 +249,25 @@ class FinetuneConfig(RunConfig):
                     f"reward_scale must be a number or auto, got {self.reward_scale!r}"
                 ) from None
 
-    def model_augment(self, obs_dim: int, action_dim: int) -> ModelAugment | None:
-        """World-model augmentation settings, or None."""
+    def setting(self, name: str):
+        """A generative setting's value: as given, else the augmentation's default."""
+        value = getattr(self, name)
+        return AUGMENT_DEFAULTS.get(self.augment, {}).get(name) if value is None else value
+
+    def model_augment(self, obs_dim: int, action_dim: int, terminated=None) -> ModelAugment | None:
+        """World-model augmentation settings, or None. ``terminated``: the env's termination
+        function of observations (``env.terminated``), for the model's next states."""
         if self.augment not in AUGMENTS[1:]:
             return None
         return ModelAugment(
             self.augment,
-            dynamics.Config(obs_dim, action_dim, max_epochs=self.model_epochs),
+            dynamics.Config(
+                obs_dim,
+                action_dim,
+                max_epochs=self.model_epochs,
+                termination=self.model_termination,
+            ),
+            terminated=terminated if self.model_termination == "env" else None,
             fraction=self.augment_fraction,
             rollout_starts=self.rollout_starts,
             rollout_horizon=self.rollout_horizon,
@@ -216,15 +276,17 @@ class FinetuneConfig(RunConfig):
             unknown_returns=self.algo == "calql",
         )
 
-    def diffusion_augment(self, obs_dim: int, action_dim: int) -> DiffusionAugment | None:
-        """SynthER / EDIS settings, or None."""
+    def diffusion_augment(
+        self, obs_dim: int, action_dim: int, num_rows: int
+    ) -> DiffusionAugment | None:
+        """SynthER / EDIS settings for an offline dataset of ``num_rows`` rows, or None."""
         if self.augment not in generators.MODES:
             return None
         sampler = edm.SamplerConfig(num_steps=self.sampler_steps)
         model = diffusion.Config.for_transitions(
             obs_dim,
             action_dim,
-            width=self.diffusion_width,
+            width=self.setting("diffusion_width"),
             num_train_steps=self.diffusion_steps,
             precision=self.precision,
             sampler=sampler,
@@ -234,23 +296,26 @@ class FinetuneConfig(RunConfig):
             self.augment,
             model,
             train_steps=self.diffusion_steps,
-            batch_size=self.diffusion_batch,
-            num_samples=self.num_generated,
+            batch_size=self.diffusion_batch
+            or (diffusion.default_batch_size(num_rows) if self.augment == "synther" else 256),
+            num_samples=self.setting("num_generated"),
             refresh_every=self.refresh_every,
             energy_config=energies if self.augment == "edis" else None,
             energy_steps=self.energy_steps,
             energy_examples=self.energy_examples,
             energies=tuple(self.energies),
             guidance_scale=self.guidance_scale,
-            guidance_max_norm=self.guidance_max_norm,
+            guidance_clip=self.guidance_clip,
             unknown_returns=self.algo == "calql",
         )
 
-    def agent(self, obs_dim: int, action_dim: int) -> Agent:
-        """The configured agent with its hyperparameters."""
-        lrs = dict(actor_lr=self.actor_lr or DEFAULT_ACTOR_LR[self.algo], critic_lr=self.critic_lr)
+    def agent_spec(self, obs_dim: int, action_dim: int):
+        """(algorithm module, static Config, HParams) of the configured agent."""
+        actor_lr = DEFAULT_ACTOR_LR[self.algo] if self.actor_lr is None else self.actor_lr
+        lrs = dict(actor_lr=actor_lr, critic_lr=self.critic_lr)
         hidden = tuple(self.hidden)
         if self.algo in ("calql", "cql"):
+            backup = self.max_target_backup
             config = cql.Config(
                 obs_dim,
                 action_dim,
@@ -258,14 +323,25 @@ class FinetuneConfig(RunConfig):
                 num_critics=self.num_critics,
                 num_samples=self.num_samples,
                 calibrated=self.algo == "calql",
+                max_target_backup=backup == "on" or (backup == "auto" and self.algo == "calql"),
                 lagrange=self.lagrange,
             )
             hp = cql.HParams(
                 **lrs, gamma=self.gamma, cql_alpha=self.cql_alpha, target_gap=self.target_gap
             )
-            return cql.make_agent(config, hp)
+            return cql, config, hp
         if self.algo == "iql":
-            config = iql.Config(obs_dim, action_dim, hidden, self.num_critics)
+            decay = self.iql_actor_decay == "on" or (
+                self.iql_actor_decay == "auto" and not self.steps
+            )
+            pretrain_updates = math.ceil(self.pretrain_steps / self.chunk) * self.chunk
+            config = iql.Config(
+                obs_dim,
+                action_dim,
+                hidden,
+                self.num_critics,
+                actor_decay_steps=pretrain_updates if decay else 0,
+            )
             hp = iql.HParams(
                 **lrs,
                 value_lr=self.critic_lr,
@@ -273,11 +349,14 @@ class FinetuneConfig(RunConfig):
                 expectile=self.expectile,
                 beta=self.beta,
             )
-            return iql.make_agent(config, hp)
+            return iql, config, hp
         config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
-        return td3bc.make_agent(
-            config, td3bc.HParams(**lrs, gamma=self.gamma, bc_alpha=self.bc_alpha)
-        )
+        return td3bc, config, td3bc.HParams(**lrs, gamma=self.gamma, bc_alpha=self.bc_alpha)
+
+    def agent(self, obs_dim: int, action_dim: int) -> Agent:
+        """The configured agent with its hyperparameters."""
+        module, config, hp = self.agent_spec(obs_dim, action_dim)
+        return module.make_agent(config, hp)
 
 
 def load_dataset(config: FinetuneConfig) -> tuple[Transition, dict]:
@@ -298,13 +377,14 @@ def load_dataset(config: FinetuneConfig) -> tuple[Transition, dict]:
             config.seed,
             config.data_dir,
             backend=config.backend,
-            train_steps=config.behaviour_steps,
             progress=config.progress,
         )
     arrays, meta = datasets.load(path)
     data = datasets.to_transitions(arrays, config.gamma)
     if meta.get("synthetic"):  # generated rows (rlgen synther upsample) have no MC return
         data = data.replace(mc_return=jnp.full_like(data.mc_return, UNKNOWN_RETURN))
+    else:  # IQL's reward scale, from whole episodes (as the MC returns) before subsampling
+        meta = {**meta, "episode_return_range": episode_return_range(data)}
     if config.dataset_size and config.dataset_size < len(data):
         rows = np.random.default_rng(config.seed).choice(
             len(data), config.dataset_size, replace=False
@@ -324,13 +404,18 @@ def episode_return_range(data: Transition) -> float:
 
 def reward_scale(config: FinetuneConfig, data: Transition, meta: dict | None = None) -> float:
     """The configured reward multiplier (``auto``: IQL's return-range normalisation, from the
-    source dataset's episodes for a synthetic file)."""
+    whole dataset's episodes as ``load_dataset`` measured them before any subsampling, or the
+    source dataset's for a synthetic file)."""
     if config.reward_scale != "auto":
         return float(config.reward_scale)
     if config.algo != "iql":
         return 1.0
     meta = meta or {}
-    spread = meta.get("source_episode_return_range") or episode_return_range(data)
+    spread = (
+        meta.get("source_episode_return_range")
+        or meta.get("episode_return_range")
+        or episode_return_range(data)
+    )
     return 1000.0 / max(spread, 1e-6)
 
 
@@ -352,8 +437,11 @@ class FinetuneRun:
             self.env.action_size,
         ):
             raise ValueError(
-                f"dataset obs/action dims {dataset.obs_dim}/{dataset.action_dim} do not match "
-                f"env {c.env} ({self.env.observation_size}/{self.env.action_size})"
+                datasets.dimension_mismatch_message(
+                    c.env,
+                    (dataset.obs_dim, dataset.action_dim),
+                    (self.env.observation_size, self.env.action_size),
+                )
             )
         self.reward_scale = reward_scale(c, dataset, self.dataset_info)
         dataset = dataset.replace(
@@ -385,11 +473,11 @@ class FinetuneRun:
             max_episode_steps=self.max_episode_steps,
         )
         dims = (self.env.observation_size, self.env.action_size)
-        self.model_aug = c.model_augment(*dims)
-        self.diffusion_aug = c.diffusion_augment(*dims)
+        self.model_aug = c.model_augment(*dims, self.env.terminated)
+        self.diffusion_aug = c.diffusion_augment(*dims, len(dataset))
         self.model = None  # per-seed world models, fitted at the start of ``run``
-        self.normalizer = None
-        if self.diffusion_aug:  # the diffusion model's z-scoring, from the offline data
+        self.normalizer = None  # EDIS fits its own on offline + online data at each refit
+        if c.augment == "synther":  # the diffusion model's z-scoring, from the offline data
             flat = diffusion.flatten(dataset)
             self.normalizer = put(diffusion.fit_normalizer(flat), replicated(self.sharding))
         self.pretrain_counts, self.counts = self._batch_counts()
@@ -409,11 +497,14 @@ class FinetuneRun:
         c = self.config
         online = split_counts(c.batch_size, (c.offline_ratio, 1.0 - c.offline_ratio))
         if self.synthetic_capacity is None:
-            return (c.batch_size,), online
+            union = c.online_sampling == "union" or (
+                c.online_sampling == "auto" and c.algo == "iql"
+            )
+            return (c.batch_size,), () if union else online
         if c.augment == "edis":  # generated rows replace direct replay of the offline data
             g = c.generated_ratio
             return (c.batch_size, 0), split_counts(c.batch_size, (0.0, g, 1.0 - g))
-        r = c.synthetic_ratio  # pretraining augmentation: the buffer is not replayed online
+        r = c.setting("synthetic_ratio")  # pretraining only: the buffer is not replayed online
         return split_counts(c.batch_size, (1.0 - r, r)), (online[0], 0, online[1])
 
     def _compile(self) -> None:
@@ -428,16 +519,19 @@ class FinetuneRun:
             if capacity:
                 obs_dim, action_dim = agent.obs_dim, agent.action_dim
                 run = run.replace(synthetic=replay.init(capacity, obs_dim, action_dim))
+            if gen and gen.mode == "edis":  # created once, trained on at every refit
+                k_run, k_energies = jax.random.split(run.key)
+                run = run.replace(key=k_run, energies=generators.init_energies(gen, k_energies))
             return run
 
         def refit(run, offline, normalizer):
             key, k_fit = jax.random.split(run.key)
             if gen.mode == "synther":
                 buffer, metrics = generators.synther_buffer(gen, k_fit, offline, normalizer)
-            else:
-                args = (offline, run.buffer, normalizer, agent, run.agent)
-                buffer, metrics = generators.edis_buffer(gen, k_fit, *args)
-            return run.replace(key=key, synthetic=buffer), metrics
+                return run.replace(key=key, synthetic=buffer), metrics
+            args = (offline, run.buffer, agent, run.agent, run.energies)
+            buffer, energies, metrics = generators.edis_buffer(gen, k_fit, *args)
+            return run.replace(key=key, synthetic=buffer, energies=energies), metrics
 
         def pretrain(run, offline, model):
             run, metrics = pretrain_chunk(
@@ -566,7 +660,7 @@ class FinetuneRun:
             while updates < self.pretrain_total:
                 row = {}
                 rollouts = self.model_aug and self.model_aug.mode == "model-rollouts"
-                if rollouts and updates % self.model_aug.rollout_every < c.chunk:
+                if rollouts and rollouts_due(self.model_aug.rollout_every, c.chunk, updates):
                     state, valid_rows = self.refresh_fn(state, self.offline, self.model)
                     row.update(summarize({"rollout_rows": fetch(valid_rows)}))
                 state, metrics, flags = self.pretrain_fn(state, self.offline, self.model)
@@ -600,8 +694,11 @@ class FinetuneRun:
                 logger.log(0, summarize(offline_eval), 0, 0, c.seeds)
                 if c.algo == "td3bc":
                     state = _set_hparam(state, "bc_weight", c.finetune_bc_weight)
+                if c.algo == "iql":  # the actor lr's decay covers pretraining only
+                    state = _set_hparam(state, "actor_lr_decay", 0.0)
                 state = self.collect_fn(state) if self.warmup_blocks else state
                 step = env_steps(state)
+                self._check_online_rows(state)
                 if c.augment == "edis":
                     state, metrics = self._refit(state)
                     logger.log(step, metrics, step, 0, c.seeds)
@@ -623,6 +720,25 @@ class FinetuneRun:
             logger.close()
         final = last[1] if last[0] == step else self.evaluate(state, "finetune", step)
         return state, final
+
+    def _check_online_rows(self, state) -> None:
+        """Cal-QL adds online episodes when they end: batches that draw online rows need at
+        least one finished episode per seed after the warm-up."""
+        empty = np.flatnonzero(fetch(state.buffer.size) == 0)
+        draws_online = not self.counts or self.counts[-1] > 0  # union sampling, or mixed
+        if self.loop.mc_returns and draws_online and empty.size:
+            raise ValueError(
+                f"no online episode finished during the warm-up ({self.config.warmup} env "
+                f"steps) in seed(s) {empty.tolist()}; Cal-QL adds episodes to the online "
+                "buffer when they end, so raise --warmup (episodes last up to "
+                f"{self.max_episode_steps} steps)"
+            )
+
+
+def rollouts_due(every: int, chunk: int, updates: int) -> bool:
+    """Whether the pretraining chunk starting at ``updates`` refreshes the model rollouts first:
+    at the start, and after each chunk that passed a multiple of ``every`` updates."""
+    return crossed(every, updates - chunk, updates)
 
 
 def _set_hparam(state, name: str, value: float):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from rlgen.agents.common import Agent
 from rlgen.data import episodes, replay
 from rlgen.data.episodes import EpisodeLog
-from rlgen.data.mixer import sample_mixed
+from rlgen.data.mixer import sample_mixed, sample_union
 from rlgen.data.replay import ReplayBuffer
 from rlgen.data.transition import Transition
 from rlgen.envs import AutoReset
@@ -36,7 +36,7 @@ class LoopConfig:
     batch_size: int = 256
     buffer_size: int = 1_000_000
     reward_scale: float = 1.0  # stored reward = reward_scale * env reward
-    mc_returns: bool = False  # write episode MC returns into the buffer (Cal-QL fine-tuning)
+    mc_returns: bool = False  # add whole episodes with their MC returns (Cal-QL fine-tuning)
     gamma: float = 0.99  # discount of those returns
     max_episode_steps: int = 1000
 
@@ -66,6 +66,7 @@ class RunState:
     finished_count: jax.Array
     episodes: EpisodeLog | None = None  # with ``LoopConfig.mc_returns``
     synthetic: ReplayBuffer | None = None  # generated transitions (SynthER, EDIS), per seed
+    energies: object | None = None  # EDIS energy models, trained on across refits
     updates: jax.Array | None = None  # offline (pretraining) updates done
 
 
@@ -81,7 +82,13 @@ def init_run_state(key: jax.Array, agent: Agent, env: AutoReset, config: LoopCon
         finished_return_sum=jnp.zeros((), jnp.float32),
         finished_count=jnp.zeros((), jnp.int32),
         episodes=(
-            episodes.init(config.num_envs, config.max_episode_steps, config.gamma)
+            episodes.init(
+                config.num_envs,
+                config.max_episode_steps,
+                config.gamma,
+                agent.obs_dim,
+                agent.action_dim,
+            )
             if config.mc_returns
             else None
         ),
@@ -94,12 +101,11 @@ def env_step(
 ) -> tuple[RunState, Transition]:
     """Step every env of one seed, record the transitions, track episode returns.
 
-    With an episode log in ``run``, rows are stored with an unknown MC return that is filled in
-    when their episode ends.
+    With an episode log in ``run``, transitions enter the buffer when their episode ends, with
+    its Monte-Carlo returns; otherwise at once.
     """
     nxt = env.step(run.env, action)
     reward = reward_scale * nxt.reward
-    unknown = jnp.full_like(reward, episodes.UNKNOWN_RETURN)
     transition = Transition(
         obs=run.env.obs,
         action=action,
@@ -107,14 +113,14 @@ def env_step(
         next_obs=nxt.info["final_obs"],
         terminal=nxt.info["terminated"],
         truncated=nxt.info["truncation"],
-        mc_return=jnp.zeros_like(reward) if run.episodes is None else unknown,
+        mc_return=jnp.zeros_like(reward),
     )
     ep_return = run.episode_return + nxt.reward
     done = nxt.done > 0
-    rows = (run.buffer.insert_pos + jnp.arange(action.shape[0])) % run.buffer.capacity
-    buffer, log = replay.add(run.buffer, transition), run.episodes
-    if log is not None:
-        log, buffer = episodes.record(log, buffer, rows, reward, nxt.done)
+    if run.episodes is None:
+        buffer, log = replay.add(run.buffer, transition), None
+    else:
+        log, buffer = episodes.record(run.episodes, run.buffer, transition, nxt.done)
     run = run.replace(
         buffer=buffer,
         episodes=log,
@@ -165,10 +171,13 @@ def train_chunk(
     Batches are uniform over the seed's buffer unless there are extra sources: the shared
     ``sources`` and then the seed's ``run.synthetic`` buffer when it has one. Then each batch
     holds ``counts[i]`` rows of source i, in that order, and ``counts[-1]`` rows of the seed's
-    own buffer.
+    own buffer; with no ``counts`` (and no synthetic buffer), batches are uniform over the union
+    of ``sources`` and the seed's buffer (IQL's fine-tuning, which appends online rows to the
+    offline dataset).
     """
     num_sources = len(sources) + (run.synthetic is not None)
-    if num_sources and len(counts) != num_sources + 1:
+    union = bool(sources) and not counts and run.synthetic is None
+    if num_sources and not union and len(counts) != num_sources + 1:
         raise ValueError(
             f"need one count per source ({num_sources}) plus the online buffer, got {counts}"
         )
@@ -177,7 +186,9 @@ def train_chunk(
         key, k_act, k_sample, k_update = jax.random.split(run.key, 4)
         action = agent.act(run.agent, run.env.obs, k_act, False)
         run, _ = env_step(run.replace(key=key), env, action, config.reward_scale)
-        if num_sources:
+        if union:
+            batches = sample_union((*sources, run.buffer), k_sample, config.batch_size, config.utd)
+        elif num_sources:
             synthetic = () if run.synthetic is None else (run.synthetic,)
             mix = (*sources, *synthetic, run.buffer)
             batches = sample_mixed(mix, counts, k_sample, config.utd)
