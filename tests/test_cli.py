@@ -25,6 +25,13 @@ def test_help_explains_every_option(capsys):
     assert "update-to-data" in text
 
 
+def test_importing_the_envs_prints_no_warp_noise():
+    # mujoco.mjx prints "Failed to import warp" without the optional Warp backend; rlgen
+    # silences those two lines (and only those) where it imports MJX
+    out = run_python("-c", "import rlgen.envs; print('imported')")
+    assert out.strip() == "imported", out
+
+
 def test_bad_config_value_is_one_clear_error():
     with pytest.raises(SystemExit, match="utd must be positive"):
         cli.main(["train", "sac", "--utd", "0"])

@@ -23,12 +23,30 @@ a few percent (float64 MJX matches to 1e-3; median errors are <= 4e-6 everywhere
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 
 import jax
 import jax.numpy as jnp
 import mujoco
-from mujoco import mjx
+
+
+def _import_mjx():
+    """``mujoco.mjx`` without the "Failed to import warp / mujoco_warp" lines it prints when the
+    optional Warp backend is absent (rlgen uses MJX's JAX implementation); anything else it
+    prints passes through."""
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        from mujoco import mjx
+    warp_lines = ("Failed to import warp:", "Failed to import mujoco_warp:")
+    for line in captured.getvalue().splitlines():
+        if not line.startswith(warp_lines):
+            print(line)
+    return mjx
+
+
+mjx = _import_mjx()
 
 DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton"}
 
