@@ -41,7 +41,20 @@ def device_info() -> dict[str, object]:
         "device_count": len(devices),
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def describe() -> dict[str, object]:

@@ -56,8 +56,9 @@ DATA = jax.tree.map(jnp.asarray, dataset())
 @functools.partial(
     jax.jit, static_argnums=(0, 1, 2), compiler_options={"xla_backend_optimization_level": 0}
 )
-def train_and_evaluate(module, config, steps: int, key: jax.Array):
-    """``steps`` updates on random (BATCH,) minibatches; mean reward of the greedy policy."""
+def train_and_evaluate(module, config, steps: int, key: jax.Array, hp=None):
+    """``steps`` updates on random (BATCH,) minibatches (``hp``: the agent's hyperparameters,
+    default its own); mean reward of the greedy policy."""
     k_init, k_train, k_eval = jax.random.split(key, 3)
 
     def step(state, k):
@@ -65,7 +66,7 @@ def train_and_evaluate(module, config, steps: int, key: jax.Array):
         rows = jax.random.randint(k_batch, (BATCH,), 0, SIZE)
         return module.update(config, state, jax.tree.map(lambda x: x[rows], DATA), k_update)
 
-    state = module.init(k_init, config)
+    state = module.init(k_init, config, hp)
     state, _ = jax.lax.scan(step, state, jax.random.split(k_train, steps))
     obs = jax.random.uniform(k_eval, (1000, OBS), minval=-1.0, maxval=1.0)
     return reward(obs, module.act(config, state, obs, None, deterministic=True)).mean()
@@ -76,16 +77,26 @@ def test_task_is_hard_for_the_behaviour_policy_and_fixed_actions():
     assert float(reward(DATA.obs, jnp.zeros_like(DATA.action)).mean()) < 5.0
 
 
-@pytest.mark.parametrize(
-    "module, config, steps",
-    [
-        (cql, cql.Config(OBS, ACT, HIDDEN, num_samples=4, calibrated=False), 1000),
-        (cql, cql.Config(OBS, ACT, HIDDEN, num_samples=4, calibrated=True), 1000),
-        (iql, iql.Config(OBS, ACT, HIDDEN), 1000),
-        (td3bc, td3bc.Config(OBS, ACT, HIDDEN), 2000),
-    ],
-    ids=["cql", "calql", "iql", "td3bc"],
-)
-def test_offline_agent_beats_the_dataset(module, config, steps):
-    score = float(train_and_evaluate(module, config, steps, jax.random.key(1)))
+AGENTS = {
+    "cql": (cql, cql.Config(OBS, ACT, HIDDEN, num_samples=4, calibrated=False), 1000),
+    "calql": (cql, cql.Config(OBS, ACT, HIDDEN, num_samples=4, calibrated=True), 1000),
+    "iql": (iql, iql.Config(OBS, ACT, HIDDEN), 1000),
+    "td3bc": (td3bc, td3bc.Config(OBS, ACT, HIDDEN), 2000),
+}
+
+
+def measure_offline(name: str, seed: int) -> float:
+    """The greedy policy's mean reward after training ``name`` with base key ``seed``."""
+    module, config, steps = AGENTS[name]
+    return float(train_and_evaluate(module, config, steps, jax.random.key(seed)))
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_offline_agent_beats_the_dataset(name):
+    # Measured over base seeds 0-9 on a 2-core CPU (python -m tests.seed_spread offline_<name>;
+    # docs/results/learning_checks.jsonl): min / median / max cql 9.90 / 9.92 / 9.93, calql
+    # 9.90 / 9.92 / 9.93, iql 9.90 / 9.91 / 9.93, td3bc 9.53 / 9.67 / 9.76. With the actor's
+    # learning rate at 0 (--broken, seeds 0-2) every agent scores 0.3-6.3. The threshold 8.5
+    # sits 1.0 below the worst healthy seed and 2.2 above the best broken one.
+    score = measure_offline(name, 1)
     assert score >= THRESHOLD, f"greedy policy averages {score:.2f} < {THRESHOLD}"
