@@ -127,3 +127,15 @@ def test_non_finite_loss_stops_naming_seed_step_and_quantity(tmp_path):
     restored = checkpoint.restore(mngr, run.init_state())
     assert int(restored.env_steps[0]) == 150
     assert np.isfinite(np.asarray(jax.tree.leaves(restored.agent.critic.params)[0])).all()
+
+
+def test_checkpoint_round_trip_keeps_keys_and_empty_arrays(tmp_path):
+    """MJX states hold arrays with no elements (e.g. hopper's ``act``), which orbax refuses to
+    save; they come back from the template, keys come back typed."""
+    state = {"x": jnp.arange(3.0), "act": jnp.zeros((2, 0)), "key": jax.random.key(3)}
+    mngr = checkpoint.manager(tmp_path)
+    checkpoint.save(mngr, 1, state)
+    template = {"x": jnp.zeros(3), "act": jnp.zeros((2, 0)), "key": jax.random.key(0)}
+    restored = checkpoint.restore(mngr, template)
+    assert restored["act"].shape == (2, 0)
+    assert_trees_equal(restored, state)

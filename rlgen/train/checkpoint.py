@@ -1,9 +1,11 @@
 """Orbax checkpoints of a whole run state (params, optimiser states, buffers, keys, counters).
 
 PRNG keys are stored as their raw ``uint32`` data so checkpoints do not depend on orbax's
-support for typed keys; restoring takes a template state (from a fresh ``init``) that says which
-leaves are keys and how every leaf is shaped and sharded, so a checkpoint restores onto a
-different device count (or process count). Orbax writes to a temporary directory and renames it
+support for typed keys, and arrays with no elements (MJX's ``mjx.Data`` has some, e.g. ``act``
+for tasks without actuator state, which orbax refuses to save) are left out and taken back from
+the template. Restoring takes a template state (from a fresh ``init``) that says which leaves
+are keys and how every leaf is shaped and sharded, so a checkpoint restores onto a different
+device count (or process count). Orbax writes to a temporary directory and renames it
 when complete, so an interrupted save never replaces the last good checkpoint.
 
 In a multi-process run (:mod:`rlgen.train.distributed`) every process calls :func:`save` and
@@ -23,8 +25,15 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _strip_keys(tree):
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+def _storable(tree):
+    """``tree`` with keys as their raw data and empty arrays as None (not saved)."""
+
+    def leaf(x):
+        if _is_key(x):
+            return jax.random.key_data(x)
+        return None if hasattr(x, "size") and x.size == 0 else x
+
+    return jax.tree.map(leaf, tree)
 
 
 def manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -35,7 +44,7 @@ def manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.Checkpoin
 
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
     """Save ``state`` as checkpoint ``step`` and wait until it is on disk."""
-    mngr.save(step, args=ocp.args.StandardSave(_strip_keys(state)))
+    mngr.save(step, args=ocp.args.StandardSave(_storable(state)))
     mngr.wait_until_finished()
 
 
@@ -44,10 +53,12 @@ def restore(mngr: ocp.CheckpointManager, template, step: int | None = None):
     step = mngr.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _strip_keys(template))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _storable(template))
     raw = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-    return jax.tree.map(
-        lambda t, r: jax.random.wrap_key_data(r, impl=jax.random.key_impl(t)) if _is_key(t) else r,
-        template,
-        raw,
-    )
+
+    def leaf(t, r):
+        if r is None:  # an empty array: nothing was saved
+            return t
+        return jax.random.wrap_key_data(r, impl=jax.random.key_impl(t)) if _is_key(t) else r
+
+    return jax.tree.map(leaf, template, raw, is_leaf=lambda x: x is None)
