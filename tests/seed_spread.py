@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")  # as the suite
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rlgen import runinfo  # noqa: E402
+import tests.conftest  # noqa: F401  (sets the suite's platform and XLA flags before jax loads)
+from rlgen import runinfo
 
 RESULTS = Path(__file__).parents[1] / "docs" / "results" / "learning_checks.jsonl"
 

@@ -12,6 +12,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from conftest import QUICK_COMPILE
 
 from rlgen.train import distributed
 
@@ -95,8 +96,7 @@ def runs(tmp_path_factory):
     for name in ("RLGEN_COORDINATOR", "RLGEN_NUM_PROCESSES", "RLGEN_PROCESS_ID"):
         base.pop(name, None)
     coordinator = f"localhost:{free_port()}"
-    # -O0: compiling dominates these tiny runs and takes half as long
-    flags = "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count="
+    flags = QUICK_COMPILE + " --xla_force_host_platform_device_count="  # compiling dominates
     jobs = [(DEVICE_COUNTS, {"XLA_FLAGS": flags + "4"})]
     for pid in range(2):
         env = {"XLA_FLAGS": flags + "2"}

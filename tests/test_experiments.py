@@ -1,22 +1,32 @@
-"""Every paper protocol builds a valid config for every run at every scale, and protocols run
-end to end at smoke scale and write their tables and plots.
+"""Every paper protocol builds a valid config for every run at every scale, and assembles its
+report (table, aggregates, plots) from its arms' results through its command's entry point.
 
-End to end, as commands: calql and edis_iql here, synther_online and mbaug_small_data in
-test_experiments_more.py (parallel workers). edis_calql and synther_offline are left out of the
-end-to-end set to keep CI short: their run types are Cal-QL + EDIS (test_generators.py) and
-SynthER pretraining (the demo, test_cli.py), and their configs are checked here.
+The protocols' run types run end to end elsewhere, each at its own tiny budget: Cal-QL vs CQL
+in the demo (test_cli.py), Cal-QL / TD3+BC / IQL fine-tuning and world-model augmentation in
+test_finetune.py, EDIS and SynthER pretraining in test_generators.py, online SynthER in
+test_synther.py. Here the protocols run with a stand-in runner, so their own code (arms,
+tables, aggregates, plots, reading back finished runs) is covered without compiling every arm
+again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python
 
-from experiments.common import _runs, _steps_to, finetune_run, run_overrides
+from experiments.common import (
+    _runs,
+    _steps_to,
+    finetune_config,
+    main,
+    run_overrides,
+    run_protocol,
+)
 
 ALL = (
     "calql",
@@ -50,28 +60,72 @@ def test_steps_to_threshold_per_seed():
     assert _steps_to(evals, 9.0) == [np.inf, np.inf]
 
 
-def check_smoke_scale(name, tmp_path):
-    """Run protocol ``name`` at smoke scale, as its command, and check its report."""
-    out = tmp_path / "out"
-    args = ("-m", f"experiments.{name}", "--scale", "smoke", "--out", str(out))
-    run_python(*args, env={"RLGEN_DATA": str(tmp_path / "data")})
-    protocol = importlib.import_module(f"experiments.{name}").PROTOCOL
+def check_report(protocol, saved: dict, out, finetune: bool) -> None:
+    """A protocol's smoke-scale report: one run per arm, the aggregates of its phases, a table
+    row per arm, the IQM and curve plots."""
     arms = [a.label for a in protocol.arms]
-    saved = json.loads((out / "results.json").read_text())
     assert [r["arm"] for r in saved["runs"]] == arms
-    assert saved["protocol"] == name
+    assert saved["protocol"] == protocol.name
     online = protocol.scales["smoke"].get("steps", 1) > 0
-    columns = {"after offline"} if protocol.make_run is finetune_run else set()
-    assert set(saved["aggregates"]) == columns | ({"after online"} if online else set())
+    expected = ({"after offline"} if finetune else set()) | ({"after online"} if online else set())
+    assert set(saved["aggregates"]) == expected
     assert all(set(per_arm) == set(arms) for per_arm in saved["aggregates"].values())
-    table = (tmp_path / "out" / "results.md").read_text()
+    table = (out / "results.md").read_text()
     assert all(f"| {arm} |" in table for arm in arms)
     assert len(list(out.glob("iqm_*.png"))) == len(saved["aggregates"])
     if online:
         assert list(out.glob("curve_*_early.png"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["calql", "edis_iql"])
-def test_protocol_smoke_scale(name, tmp_path):
-    check_smoke_scale(name, tmp_path)
+@dataclasses.dataclass
+class StandInRun:
+    """What a protocol's ``make_run`` returns, without training: the evaluations a run with
+    these budgets makes (offline-to-online runs always evaluate after pretraining), with
+    per-seed scores rising with the step."""
+
+    overrides: dict
+    finetune: bool
+
+    def run(self) -> dict:
+        o, seeds = self.overrides, self.overrides["seeds"]
+        evals = []
+        if self.finetune:
+            evals.append({"phase": "pretrain", "step": o["pretrain_steps"], "score": [1.0] * seeds})
+        phase = "finetune" if self.finetune else "online"
+        for step in range(0, o["steps"] + 1, o["eval_every"]) if o["steps"] else ():
+            evals.append({"phase": phase, "step": step, "score": [1.0 + step / 100] * seeds})
+        results = {"evaluations": evals, "wall_time_s": 0.0}
+        run_dir = Path(o["run_dir"])  # as a run does, for the protocol to read back
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "results.json").write_text(json.dumps(results))
+        return results
+
+
+def test_protocol_command_reads_back_finished_runs(tmp_path):
+    """``python -m experiments.<name>``'s entry point, twice: the second call trains nothing and
+    rebuilds the same report from the runs' results.json."""
+    protocol = importlib.import_module("experiments.calql").PROTOCOL
+    started = []
+
+    def make_run(overrides):
+        started.append(overrides["run_dir"])
+        return StandInRun(overrides, finetune=True)
+
+    stand_in = dataclasses.replace(protocol, make_run=make_run)
+    argv = ["--scale", "smoke", "--out", str(tmp_path / "out")]
+    first = main(stand_in, argv)
+    assert len(started) == len(protocol.arms)
+    assert all(json.loads(Path(d, "results.json").read_text()) for d in started)
+    again = main(stand_in, argv)
+    assert len(started) == len(protocol.arms) and again["aggregates"] == first["aggregates"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_protocol_report_from_its_arms_results(name, tmp_path):
+    protocol = importlib.import_module(f"experiments.{name}").PROTOCOL
+    finetune = protocol.make_config is finetune_config
+    stand_in = dataclasses.replace(
+        protocol, make_run=lambda overrides: StandInRun(overrides, finetune)
+    )
+    summary = run_protocol(stand_in, "smoke", tmp_path / "out")
+    check_report(stand_in, summary, tmp_path / "out", finetune)

@@ -1,21 +1,13 @@
-"""The remaining paper protocols at smoke scale (split from test_experiments.py so the two
-files run on different test workers)."""
+"""The world-model quality measurement (experiments.model_quality) and its trajectory split."""
 
 import json
 
 import numpy as np
 import pytest
 from conftest import run_python
-from test_experiments import check_smoke_scale
 
 from experiments.model_quality import split_by_trajectory
 from rlgen.data.transition import Transition
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["synther_online", "mbaug_small_data"])
-def test_protocol_smoke_scale(name, tmp_path):
-    check_smoke_scale(name, tmp_path)
 
 
 def test_split_by_trajectory_holds_out_whole_trajectories():

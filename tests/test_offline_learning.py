@@ -52,10 +52,7 @@ def dataset(seed: int = 0) -> Transition:
 DATA = jax.tree.map(jnp.asarray, dataset())
 
 
-# Compiling dominates these runs on a CPU; XLA's backend optimisations cost more than they save.
-@functools.partial(
-    jax.jit, static_argnums=(0, 1, 2), compiler_options={"xla_backend_optimization_level": 0}
-)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def train_and_evaluate(module, config, steps: int, key: jax.Array, hp=None):
     """``steps`` updates on random (BATCH,) minibatches (``hp``: the agent's hyperparameters,
     default its own); mean reward of the greedy policy."""
