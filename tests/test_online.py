@@ -139,3 +139,9 @@ def test_checkpoint_round_trip_keeps_keys_and_empty_arrays(tmp_path):
     restored = checkpoint.restore(mngr, template)
     assert restored["act"].shape == (2, 0)
     assert_trees_equal(restored, state)
+
+
+def test_a_chunk_larger_than_the_replay_buffer_is_refused(tmp_path):
+    config = OnlineConfig(**{**SMALL, "buffer_size": 40}, run_dir=str(tmp_path))  # chunk 50
+    with pytest.raises(ValueError, match="raise buffer_size or lower chunk"):
+        OnlineRun(config).run()

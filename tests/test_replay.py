@@ -42,6 +42,16 @@ def test_add_more_than_capacity_keeps_newest():
     assert int(buf.insert_pos) == int(ref.insert_pos)
 
 
+def test_extend_appends_the_filled_rows_of_another_buffer_in_order():
+    buf = replay.add(replay.init(5, 2, 1), batch([1, 2, 3]))
+    staged = replay.add(replay.init(4, 2, 1), batch([7, 8, 9]))  # 3 of its 4 rows filled
+    buf = jax.jit(replay.extend)(buf, staged)  # 9 wraps to slot 0
+    assert int(buf.size) == 5 and int(buf.insert_pos) == 1
+    np.testing.assert_array_equal(buf.data.reward, [9, 2, 3, 7, 8])
+    with pytest.raises(ValueError, match="capacity 5"):
+        replay.extend(buf, replay.init(6, 2, 1))
+
+
 def test_sample_covers_exactly_the_filled_part_and_stacks_utd():
     buf = replay.add(replay.init(100, 2, 1), batch(list(range(1, 8))))
     out = replay.sample(buf, jax.random.key(0), 64, num_batches=20)

@@ -28,7 +28,7 @@ def split_counts(batch_size: int, ratios: Sequence[float]) -> tuple[int, ...]:
 
 
 def sample_mixed(
-    sources: Sequence[ReplayBuffer],
+    sources: Sequence[ReplayBuffer | tuple[ReplayBuffer, ...]],
     counts: Sequence[int],
     key: jax.Array,
     num_batches: int | None = None,
@@ -36,17 +36,20 @@ def sample_mixed(
     """One batch holding exactly ``counts[i]`` rows from ``sources[i]``, in source order.
 
     Each source is sampled uniformly over its filled rows only, so partly filled buffers are
-    fine. Rows of source i occupy the slice ``[sum(counts[:i]), sum(counts[:i+1]))`` of the
-    batch axis (the last axis before the feature axes), which doubles as the source tag.
+    fine; a source given as a tuple of buffers is sampled uniformly over their union. Rows of
+    source i occupy the slice ``[sum(counts[:i]), sum(counts[:i+1]))`` of the batch axis (the
+    last axis before the feature axes), which doubles as the source tag.
     """
     if len(sources) != len(counts):
         raise ValueError(f"got {len(sources)} sources but {len(counts)} counts")
     keys = jax.random.split(key, len(sources))
-    parts = [
-        replay.sample(src, k, n, num_batches)
-        for src, k, n in zip(sources, keys, counts, strict=True)
-        if n > 0
-    ]
+
+    def draw(src, k, n):
+        if isinstance(src, tuple):
+            return sample_union(src, k, n, num_batches)
+        return replay.sample(src, k, n, num_batches)
+
+    parts = [draw(src, k, n) for src, k, n in zip(sources, keys, counts, strict=True) if n > 0]
     return concat(parts, axis=0 if num_batches is None else 1)
 
 

@@ -72,6 +72,26 @@ def add(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
     )
 
 
+def extend(buffer: ReplayBuffer, rows: ReplayBuffer) -> ReplayBuffer:
+    """Append the filled rows of ``rows`` (``rows.size`` of them, traced) in order, overwriting
+    the oldest when full. ``rows`` may not hold more than ``buffer``'s capacity."""
+    capacity, n = buffer.capacity, rows.capacity
+    if n > capacity:
+        raise ValueError(f"cannot append up to {n} rows to a buffer of capacity {capacity}")
+    slot = jnp.arange(n, dtype=jnp.int32)
+    idx = jnp.where(slot < rows.size, (buffer.insert_pos + slot) % capacity, capacity)
+    data = jax.tree.map(
+        lambda store, new: store.at[idx].set(new.astype(store.dtype), mode="drop"),
+        buffer.data,
+        rows.data,
+    )
+    return ReplayBuffer(
+        data=data,
+        insert_pos=(buffer.insert_pos + rows.size) % capacity,
+        size=jnp.minimum(buffer.size + rows.size, capacity),
+    )
+
+
 def sample_indices(key: jax.Array, size: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Uniform indices into the filled rows ``[0, size)`` (0 when the buffer is empty)."""
     return jax.random.randint(key, shape, 0, jnp.maximum(size, 1))
