@@ -67,10 +67,10 @@ class Protocol:
 
 
 # shared by the cpu scales: the largest runs that fit a few minutes per arm on a 2-core CPU, on
-# datasets generated from a 30k-step behaviour SAC run (cached after the first protocol needs it)
+# datasets from rlgen's reference hopper policies (rlgen/policies; medium-replay also needs the
+# behaviour run's directory, see rlgen.train.generate), cached after the first protocol
 CPU = dict(
-    behaviour_steps=30_000,
-    generate_size=30_000,
+    generate_size=100_000,
     seeds=4,
     pretrain_steps=3_000,
     steps=6_000,

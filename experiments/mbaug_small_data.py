@@ -36,7 +36,7 @@ PROTOCOL = Protocol(
             eval_every=5_000,
             eval_episodes=5,
         ),
-        # hopper only; a 30k-row medium dataset subsampled to 10k
+        # hopper only; a 100k-row medium dataset subsampled to 10k
         "cpu": {**CPU, "algo": "td3bc", "pretrain_steps": 5_000, "steps": 10_000},
         "smoke": {**SMOKE, "algo": "td3bc"},
     },

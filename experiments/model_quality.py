@@ -31,7 +31,7 @@ SCALES = {
         tasks=("hopper",),
         seeds=4,
         train_rows=10_000,
-        data=dict(behaviour_steps=CPU["behaviour_steps"], generate_size=CPU["generate_size"]),
+        data=dict(generate_size=CPU["generate_size"]),
     ),
     "smoke": dict(
         tasks=("hopper",),

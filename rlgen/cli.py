@@ -71,6 +71,14 @@ def _dataset_generate(args: argparse.Namespace) -> None:
     generate.cli(args)
 
 
+def _dataset_train_behaviour(args: argparse.Namespace) -> None:
+    from rlgen.train import behaviour
+    from rlgen.train.runner import enable_compilation_cache
+
+    enable_compilation_cache()
+    behaviour.train_cli(args)
+
+
 FINETUNE_ALGOS = {
     "calql": "Cal-QL: CQL with the policy Q-values bounded below by MC returns",
     "cql": "CQL (Cal-QL without calibration)",
@@ -81,6 +89,7 @@ FINETUNE_ALGOS = {
 
 def build_parser() -> argparse.ArgumentParser:
     from rlgen.train import synther
+    from rlgen.train.behaviour import BehaviourConfig
     from rlgen.train.finetune import FinetuneConfig
     from rlgen.train.generate import KINDS, GenerateConfig
     from rlgen.train.runner import OnlineConfig
@@ -151,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="regenerate cached files")
     flags.add_arguments(gen, GenerateConfig)
     gen.set_defaults(func=_dataset_generate)
+    behaviour = dataset_commands.add_parser(
+        "train-behaviour",
+        help="train (or --resume) the long SAC run whose snapshots become the reference "
+        "medium / expert policies",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    flags.add_arguments(behaviour, BehaviourConfig)
+    behaviour.set_defaults(func=_dataset_train_behaviour)
     return parser
 
 

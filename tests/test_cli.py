@@ -69,16 +69,17 @@ def test_finetune_cli_offline_only_prints_scores_and_no_online_column(tmp_path, 
     assert f"{saved['offline_score_mean']:.1f}" == rows[-1].split("|")[2].strip()
 
 
-def test_demo_at_ci_scale_runs_the_pipeline_and_writes_table_and_plot(tmp_path):
+def test_demo_at_ci_scale_compares_cql_and_calql_on_medium_data(tmp_path):
     out = run_python(
         "-m", "rlgen.cli", "demo", "--scale", "ci", "--out", str(tmp_path), "--no-progress"
-    )
-    assert "| IQM |" in out and "| generated |" in out
+    )  # fmt: skip
+    assert "| CQL |" in out and "| Cal-QL |" in out and "behaviour policy D4RL score" in out
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "results.json").read_text())
-    finetune = saved["finetune"]
-    assert len(finetune["final_score_per_seed"]) == 2 and finetune["pretrain_updates"] == 200
-    assert saved["evaluations"][-1]["phase"] == "finetune"
-    # the synthetic data are checked against the simulator: real rows are exact
-    assert saved["fidelity"]["real"]["next_obs_mse_median"] < 1e-10
+    assert list(saved["arms"]) == ["CQL", "Cal-QL"]
+    for arm in saved["arms"].values():
+        assert len(arm["final_score_per_seed"]) == 2 and len(arm["offline_iqm_ci"]) == 3
+        assert arm["evaluations"][-1]["phase"] == "finetune"
+    # the data's policy is at D4RL's medium level (20-60% of D4RL's expert return)
+    assert 20.0 <= saved["policy_score"] <= 61.0 and saved["dataset"]["kind"] == "medium"
     assert (tmp_path / "data").is_dir() and (tmp_path / "results.md").exists()

@@ -1,70 +1,94 @@
-"""D4RL-style dataset generation (CPU, C MuJoCo backend, tiny budgets).
+"""D4RL-style dataset generation from the shipped reference policies (CPU, C MuJoCo backend).
 
-One module-scoped fixture generates all five kinds of a 2,000-row Hopper dataset from one tiny
-behaviour SAC run (about 1,800 env steps); the tests check the layout, the return bands, the caching
-and that medium-expert is the concatenation of medium and expert.
+One module fixture rolls out random data and, for each shipped hopper policy at its level
+(the package records which are), its kind (2,000 rows on 2 envs, so every stream holds
+complete episodes); a kind whose shipped policy is below its level must be refused. Another
+fixture trains a tiny behaviour run (a few hundred env steps), packaged by hand far below every
+level, for the refusals, the replay read-back and the packaging.
 """
 
+import json
+import math
 import os
 
+import jax
 import numpy as np
 import pytest
 
-from rlgen.data.datasets import load_d4rl, to_transitions
+from rlgen import nets
+from rlgen.agents import sac
+from rlgen.data.datasets import load_d4rl, read_metadata, to_transitions
+from rlgen.data.scores import normalized_score
+from rlgen.train import behaviour
 from rlgen.train import generate as gen
 
 SIZE = 2_000
-TINY = dict(
-    backend="mujoco",
-    train_steps=1_500,
-    warmup=256,
-    num_envs=8,
-    utd=1,
-    batch_size=64,
-    hidden=(32, 32),
-    eval_every=512,
-    eval_episodes=1,
-    rollout_envs=100,
-    rollout_chunk=20,
-    progress=False,
-)
+ROLLOUTS = dict(backend="mujoco", rollout_envs=2, rollout_chunk=500, progress=False)
+RECORD = behaviour.load_policy("hopper", "expert")[1]
+AT_LEVEL = [k for k in ("medium", "expert") if RECORD[k]["level_reached"]]
+SHIPPED = ("random", *AT_LEVEL, *(("medium-expert",) if len(AT_LEVEL) == 2 else ()))
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     directory = tmp_path_factory.mktemp("datasets")
-    before = dict(gen.STATS)
-    paths = gen.generate_all("hopper", size=SIZE, seed=0, data_dir=directory, **TINY)
-    runs = gen.STATS["train_runs"] - before["train_runs"]
-    loaded = {kind: load_d4rl(path) for kind, path in paths.items()}
-    return directory, paths, loaded, runs
+    paths = gen.generate_all("hopper", SHIPPED, size=SIZE, data_dir=directory, **ROLLOUTS)
+    return directory, paths, {kind: load_d4rl(path) for kind, path in paths.items()}
 
 
-def test_all_kinds_from_one_training_run(generated):
-    directory, paths, _, runs = generated
-    assert runs == 1
-    for kind in gen.KINDS:
-        assert paths[kind] == directory / f"hopper-{kind}-{SIZE}-seed0.hdf5"
-        assert paths[kind].exists()
+def test_the_shipped_hopper_medium_policy_is_at_its_level():
+    # rlgen's reference hopper run reached D4RL's medium level (the demo's data); its expert
+    # is below 3,000 until the run is trained further, and is then refused (next test)
+    assert "medium" in AT_LEVEL
+    assert RECORD["medium"]["eval_return"] >= RECORD["expert"]["eval_return"] / 4
 
 
-@pytest.mark.parametrize("kind", gen.KINDS)
+@pytest.mark.parametrize("kind", ["medium", "expert", "medium-expert"])
+def test_kinds_below_their_level_are_refused(kind, tmp_path):
+    if kind in SHIPPED:
+        pytest.skip(f"the shipped {kind} policy is at its level (checked in its band test)")
+    with pytest.raises(gen.LevelError, match=r"outside the (medium|expert) band"):
+        gen.generate("hopper", kind, SIZE, data_dir=tmp_path, **ROLLOUTS)
+    assert not gen.dataset_path("hopper", kind, SIZE, 0, tmp_path).exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 600-step behaviour run (snapshots every 200 steps) and a package of its two snapshots
+    (far below any level: :func:`behaviour.package` would refuse to choose a medium one)."""
+    run_dir = tmp_path_factory.mktemp("behaviour")
+    config = behaviour.BehaviourConfig(
+        backend="mujoco",
+        steps=600,
+        warmup=200,
+        buffer_size=600,
+        batch_size=32,
+        hidden=(16, 16),
+        chunk=100,
+        eval_every=200,
+        checkpoint_every=0,
+        eval_episodes=1,
+        run_dir=str(run_dir),
+        progress=False,
+    )
+    behaviour.BehaviourRun(config).run()
+    found = behaviour.snapshots(run_dir)
+    chosen = {"medium": found[0], "expert": found[-1]}
+    policies = behaviour.write_package(run_dir, "hopper", chosen, out_dir=run_dir / "policies")
+    return run_dir, policies.parent
+
+
+@pytest.mark.parametrize("kind", SHIPPED)
 def test_layout(generated, kind):
-    _, _, loaded, _ = generated
+    _, _, loaded = generated
     data, meta = loaded[kind]
     n = len(data["rewards"])
-    if kind == "medium-expert":
-        assert n == 2 * SIZE
-    elif kind == "medium-replay":  # the buffer up to the medium point, capped at SIZE rows
-        assert n == min(SIZE, meta["behaviour_medium_step"])
-    else:
-        assert n == SIZE
+    assert n == (2 * SIZE if kind == "medium-expert" else SIZE)
     assert meta["size"] == n and meta["kind"] == kind and meta["env"] == "hopper"
-    assert meta["versions"]["jax"] and meta["config"]["train_steps"] == TINY["train_steps"]
+    assert meta["versions"]["jax"]
     term, tout = data["terminals"], data["timeouts"]
     assert term.dtype == bool and tout.dtype == bool
     assert not np.any(term & tout)
-    assert term.any()  # hopper falls over under these policies
     assert tout[-1] or term[-1]
     # Within a trajectory, each row's next observation is the next row's observation.
     cont = ~(term | tout)[:-1]
@@ -79,75 +103,135 @@ def test_layout(generated, kind):
     np.testing.assert_array_equal(np.asarray(tr.terminal) > 0, term)
 
 
+def test_shipped_policies_land_in_their_bands(generated):
+    """random: uniform actions score about 18 on Hopper-v5; expert: at least 3,000 (a fully
+    trained SAC, D4RL's meaning); medium: 20-60% of D4RL's expert return (D4RL: "about 1/3").
+    Every file records its policy's D4RL-normalised score."""
+    _, _, loaded = generated
+    random = loaded["random"][1]
+    assert 5 < random["policy_return"] < 40 and random["num_episodes"] > 20
+    for kind in AT_LEVEL:
+        meta = loaded[kind][1]
+        low, high = behaviour.level_band("hopper", kind)
+        assert low <= meta["policy_return"] <= high, (kind, meta["policy_return"])
+        score = float(normalized_score("hopper", meta["policy_return"]))
+        assert meta["policy_score"] == pytest.approx(score) and meta["num_episodes"] >= 2
+        assert meta["policy_step"] == RECORD[kind]["step"]
+
+
+def test_rollout_files_hold_d4rl_infos(generated):
+    """infos/qpos and infos/qvel are the state each row's observation came from (Hopper-v5:
+    obs = qpos[1:], clip(qvel, -10, 10)); infos/action_log_probs is finite, -3 log 2 for
+    uniform actions."""
+    _, _, loaded = generated
+    for kind in SHIPPED:
+        data, _ = loaded[kind]
+        n = len(data["rewards"])
+        qpos, qvel = data["infos/qpos"], data["infos/qvel"]
+        assert qpos.shape == (n, 6) and qvel.shape == (n, 6)
+        np.testing.assert_array_equal(qpos[:, 1:], data["observations"][:, :5])
+        np.testing.assert_array_equal(np.clip(qvel, -10, 10), data["observations"][:, 5:])
+        log_probs = data["infos/action_log_probs"]
+        assert log_probs.shape == (n,) and np.all(np.isfinite(log_probs))
+    np.testing.assert_allclose(
+        loaded["random"][0]["infos/action_log_probs"], -3 * math.log(2), rtol=1e-6
+    )
+
+
+def test_policy_log_probs_are_the_policy_density_of_its_actions(generated):
+    _, _, loaded = generated
+    data, _ = loaded["medium"]
+    params, record = behaviour.load_policy("hopper", "medium")
+    actor, _ = sac.networks(sac.Config(11, 3, tuple(record["hidden"])))
+    mean, log_std = actor.apply(params, data["observations"])
+    want = np.asarray(nets.tanh_gaussian_log_prob(mean, log_std, data["actions"]))
+    inside = np.abs(data["actions"]).max(axis=1) < 0.9  # atanh is exact enough there
+    assert inside.sum() > 100
+    np.testing.assert_allclose(data["infos/action_log_probs"][inside], want[inside], atol=1e-3)
+
+
 def test_stream_ends_are_timeouts(generated):
-    """Each of the 100 rollout streams (20 rows) ends on a timeout unless it ends terminal."""
-    _, _, loaded, _ = generated
-    data, meta = loaded["expert"]
-    rows = SIZE // meta["rollout_envs"]
-    last = np.arange(rows - 1, SIZE, rows)
+    """Each of the 2 rollout streams (1,000 rows) ends on a timeout unless it ends terminal."""
+    _, _, loaded = generated
+    data, _ = loaded["medium"]
+    last = np.arange(SIZE // 2 - 1, SIZE, SIZE // 2)
     assert np.all(data["timeouts"][last] | data["terminals"][last])
 
 
-def test_returns_in_their_bands(generated):
-    """random: uniform actions score about 18 on Hopper-v5 (the online tests' warm-up figure),
-    so the random file's mean episode return must lie in [5, 40]. medium: its deterministic
-    evaluation return reached 1/3 of the expert's (the run's own final evaluation, the
-    documented default), at the first evaluation that did. random <= expert compares the random
-    file's mean return with the expert's deterministic evaluation return: a ~1,800-step SAC
-    scored 50 against random's 13-18 in trials, but a broken SAC or an unlucky seed would fail
-    it. Sampled-action returns of medium and expert are not ordered against random: at this
-    budget all three policies are near-random (13-15 in trials)."""
-    _, _, loaded, _ = generated
-    random_meta = loaded["random"][1]
-    assert 5 < random_meta["policy_return"] < 40, random_meta["policy_return"]
-    assert random_meta["num_episodes"] > 20
-    medium = loaded["medium"][1]
-    expert = loaded["expert"][1]
-    assert medium["behaviour_medium_reached"] == 1
-    target = medium["behaviour_medium_fraction"] * medium["behaviour_expert_eval_return"]
-    assert medium["policy_eval_return"] >= target - 1e-4
-    assert medium["behaviour_medium_step"] <= medium["behaviour_train_steps"]
-    assert expert["policy_eval_return"] == medium["behaviour_eval_returns"][-1]
-    # The medium point is the first evaluation reaching the target.
-    steps, rets = medium["behaviour_eval_steps"], medium["behaviour_eval_returns"]
-    first = next(s for s, r in zip(steps, rets, strict=True) if r >= target)
-    assert first == medium["behaviour_medium_step"]
-    assert random_meta["policy_return"] <= expert["policy_eval_return"]
-
-
 def test_medium_expert_is_concatenation(generated):
-    _, _, loaded, _ = generated
+    _, _, loaded = generated
+    if "medium-expert" not in loaded:
+        pytest.skip("the shipped expert is below its level: no medium-expert data")
     medium, expert, both = (loaded[k][0] for k in ("medium", "expert", "medium-expert"))
     for key in both:
         np.testing.assert_array_equal(both[key], np.concatenate([medium[key], expert[key]]))
 
 
 def test_second_call_uses_the_cache(generated):
-    directory, paths, _, _ = generated
+    directory, paths, _ = generated
     mtimes = {k: os.stat(p).st_mtime_ns for k, p in paths.items()}
     before = dict(gen.STATS)
-    for kind in gen.KINDS:
-        assert (
-            gen.generate("hopper", kind, size=SIZE, seed=0, data_dir=directory, **TINY)
-            == (paths[kind])
-        )
+    for kind in SHIPPED:
+        assert gen.generate("hopper", kind, SIZE, data_dir=directory, **ROLLOUTS) == paths[kind]
     assert gen.STATS == before
     assert {k: os.stat(p).st_mtime_ns for k, p in paths.items()} == mtimes
-    # overwrite=True rewrites, and reuses this process's behaviour run instead of retraining.
-    gen.generate("hopper", "expert", SIZE, 0, directory, overwrite=True, **TINY)
-    assert gen.STATS["train_runs"] == before["train_runs"]
-    assert gen.STATS["rollouts"] == before["rollouts"] + 1
-    assert os.stat(paths["expert"]).st_mtime_ns != mtimes["expert"]
 
 
-def test_cache_made_by_another_behaviour_run_is_an_error(generated):
-    directory, paths, _, _ = generated
-    other = {**TINY, "train_steps": TINY["train_steps"] + 1}
-    with pytest.raises(ValueError, match="train_steps") as err:
-        gen.generate("hopper", "medium", SIZE, 0, directory, **other)
+def test_cache_made_from_other_policies_is_an_error(generated):
+    directory, paths, _ = generated
+    other = {**RECORD, "medium": {**RECORD["medium"], "step": RECORD["medium"]["step"] + 1}}
+    with pytest.raises(ValueError, match="other behaviour policies") as err:
+        gen._check_cached(paths["medium"], other)
     assert str(paths["medium"]) in str(err.value)
-    # random data does not depend on the behaviour run
-    assert gen.generate("hopper", "random", SIZE, 0, directory, **other) == paths["random"]
+
+
+def test_policy_short_of_a_level_is_refused(tiny_run, tmp_path):
+    _, policies = tiny_run
+    for kind in ("medium", "expert"):
+        with pytest.raises(gen.LevelError, match=f"outside the {kind} band") as err:
+            gen.generate("hopper", kind, SIZE, data_dir=tmp_path, policy_dir=policies, **ROLLOUTS)
+        assert "train-behaviour --env hopper --resume" in str(err.value)
+        assert not gen.dataset_path("hopper", kind, SIZE, 0, tmp_path).exists()
+
+
+def test_medium_is_the_first_snapshot_at_a_third_of_d4rls_expert_and_expert_the_last():
+    third = 3234.3 / 3  # D4RL's hopper expert return
+    found = [(1, 100.0, None), (2, third + 1, None), (3, 900.0, None), (4, 2500.0, None)]
+    medium, expert = behaviour.choose("hopper", found)
+    assert medium[0] == 2 and expert[0] == 4
+    with pytest.raises(ValueError, match="best so far 900"):
+        behaviour.choose("hopper", found[:1] + found[2:3])
+
+
+def test_package_holds_the_chosen_actors_and_what_made_them(tiny_run):
+    run_dir, policies = tiny_run
+    found = behaviour.snapshots(run_dir)
+    assert [s for s, _, _ in found] == [400, 600]  # evaluations every 200 steps after warm-up
+    record = json.loads((policies / "hopper.json").read_text())
+    assert record["medium"]["step"] == 400 and record["expert"]["step"] == 600
+    assert not record["medium"]["level_reached"] and not record["expert"]["level_reached"]
+    params, _ = behaviour.load_policy("hopper", "expert", policies)
+    same = jax.tree.map(np.array_equal, params, behaviour.load_snapshot(found[-1][2])[0])
+    assert all(jax.tree.leaves(same))
+    assert record["command"].startswith("rlgen dataset train-behaviour --backend mujoco")
+    assert "--steps 600" in record["command"] and "--resume" not in record["command"]
+
+
+def test_replay_rows_are_the_runs_buffer_in_order(tiny_run):
+    run_dir, _ = tiny_run
+    rows = behaviour.replay_rows(run_dir, 300)
+    assert rows["obs"].shape == (300, 11) and rows["action"].shape == (300, 3)
+    cont = (rows["terminal"] + rows["truncated"])[:-1] == 0
+    np.testing.assert_array_equal(rows["next_obs"][:-1][cont], rows["obs"][1:][cont])
+    with pytest.raises(ValueError, match="the first 700 are needed"):
+        behaviour.replay_rows(run_dir, 700)
+
+
+def test_medium_replay_without_the_run_gives_the_command(tmp_path):
+    config = gen.GenerateConfig(behaviour_run=str(tmp_path / "missing"), **ROLLOUTS)
+    with pytest.raises(FileNotFoundError, match="rlgen dataset train-behaviour") as err:
+        gen._medium_replay("hopper", RECORD, config, SIZE)
+    assert f"--steps {RECORD['medium']['step']}" in str(err.value)
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path):
@@ -170,12 +254,14 @@ def test_cli_random(tmp_path, capsys):
     out = capsys.readouterr().out
     path = tmp_path / "hopper-random-2000-seed1.hdf5"
     assert str(path) in out and "policy return" in out
-    data, meta = load_d4rl(path)
-    assert len(data["rewards"]) == 2000 and meta["kind"] == "random" and meta["seed"] == 1
+    meta = read_metadata(path)
+    assert meta["size"] == 2000 and meta["kind"] == "random" and meta["seed"] == 1
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         gen.generate("hopper", "medium-random", size=10)
-    with pytest.raises(ValueError, match="medium_target"):
-        gen.GenerateConfig(medium_target="best")
+    with pytest.raises(ValueError, match="rollout_envs"):
+        gen.GenerateConfig(rollout_envs=0)
+    with pytest.raises(FileNotFoundError, match="no reference policies for 'ant'"):
+        gen.generate("ant", "medium", size=10, data_dir=tmp_path, policy_dir=str(tmp_path))
