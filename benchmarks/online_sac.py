@@ -60,16 +60,18 @@ def steady_chunk_s(train, state) -> float:
     return time.perf_counter() - begin
 
 
-def bench_rlgen(env_name, backend, seeds, utd, num_envs, updates):
-    """Aggregate env steps/s and critic updates/s of a steady chunk, with compile seconds."""
+def bench_rlgen(env_name, backend, seeds, utd, num_envs, updates, **agent):
+    """Aggregate env steps/s and critic updates/s of a steady chunk, with compile seconds;
+    ``agent``: OnlineConfig overrides (e.g. num_critics=10, critic_layer_norm=True)."""
     blocks = max(updates // utd, 1)
     config = bench_config(
-        env=env_name, backend=backend, seeds=seeds, utd=utd, num_envs=num_envs, chunk=blocks
-    )
+        env=env_name, backend=backend, seeds=seeds, utd=utd, num_envs=num_envs, chunk=blocks,
+        **agent,
+    )  # fmt: skip
     _, state, compiled, compile_s = start(config)
     seconds = steady_chunk_s(compiled["train"], state)
     return {
-        "learner": "rlgen",
+        "learner": "rlgen" + (" 10 critics + LN" if agent else ""),
         "seeds": seeds,
         "envs_per_seed": num_envs,
         "utd": utd,
@@ -185,6 +187,10 @@ def main(argv=None) -> None:
             print(rows[-1], flush=True)
         rows.append(bench_rlgen(args.env, args.backend, 1, utd, args.many_envs, args.updates))
         print(rows[-1], flush=True)
+        if utd > 1:  # the high-UTD setting users run (REDQ / DroQ-style ensembles)
+            ensemble = dict(num_critics=10, critic_layer_norm=True)
+            rows.append(bench_rlgen(args.env, args.backend, 1, utd, 1, args.updates, **ensemble))
+            print(rows[-1], flush=True)
         if not args.no_brax:
             rows.append(bench_brax(args.env, args.backend, utd, args.brax_steps))
             print(rows[-1], flush=True)
@@ -197,10 +203,15 @@ def main(argv=None) -> None:
             {f"{k[:-10]}, {label}": v for k, v in r.items() if k.endswith("_compile_s")}
         )
     for utd in args.utd:
-        same = [r for r in rows if r["utd"] == utd and r["seeds"] == r["envs_per_seed"] == 1]
-        if len(same) == 2:  # rlgen and Brax SAC on 1 seed x 1 env
-            ratio = same[0]["env_steps_per_s"] / same[1]["env_steps_per_s"]
-            summary[f"rlgen / Brax SAC, UTD {utd}, S=1, 1 env/seed"] = f"{ratio:.3g}x"
+        same = {
+            r["learner"]: r["env_steps_per_s"]
+            for r in rows
+            if r["utd"] == utd and r["seeds"] == r["envs_per_seed"] == 1
+        }
+        for learner, rate in same.items():  # rlgen's rows on 1 seed x 1 env vs Brax SAC's
+            if learner != "brax-sac" and "brax-sac" in same:
+                ratio = rate / same["brax-sac"]
+                summary[f"{learner} / Brax SAC, UTD {utd}, S=1, 1 env/seed"] = f"{ratio:.3g}x"
     peer = "skipped" if args.no_brax else peer_version("brax")
     settings = {"quick": quick, "updates_per_chunk": args.updates, "brax_steps": args.brax_steps}
     write_results(

@@ -69,17 +69,22 @@ def test_finetune_cli_offline_only_prints_scores_and_no_online_column(tmp_path, 
     assert f"{saved['offline_score_mean']:.1f}" == rows[-1].split("|")[2].strip()
 
 
-def test_demo_at_ci_scale_compares_cql_and_calql_on_medium_data(tmp_path):
+def test_demo_at_ci_scale_compares_two_fine_tuning_arms_on_medium_data(tmp_path):
     out = run_python(
         "-m", "rlgen.cli", "demo", "--scale", "ci", "--out", str(tmp_path), "--no-progress"
     )  # fmt: skip
-    assert "| CQL |" in out and "| Cal-QL |" in out and "behaviour policy D4RL score" in out
+    assert "| TD3+BC -> TD3 |" in out and "| TD3+BC -> TD3+BC |" in out
+    assert "behaviour policy D4RL score" in out
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert list(saved["arms"]) == ["CQL", "Cal-QL"]
+    assert list(saved["arms"]) == ["TD3+BC -> TD3", "TD3+BC -> TD3+BC"]
     for arm in saved["arms"].values():
         assert len(arm["final_score_per_seed"]) == 2 and len(arm["offline_iqm_ci"]) == 3
         assert arm["evaluations"][-1]["phase"] == "finetune"
+    # same seeds and pretraining: the arms differ only once fine-tuning starts
+    plain, kept = saved["arms"].values()
+    assert plain["offline_score_per_seed"] == kept["offline_score_per_seed"]
+    assert plain["final_score_per_seed"] != kept["final_score_per_seed"]
     # the data's policy is at D4RL's medium level (20-60% of D4RL's expert return)
     assert 20.0 <= saved["policy_score"] <= 61.0 and saved["dataset"]["kind"] == "medium"
     assert (tmp_path / "data").is_dir() and (tmp_path / "results.md").exists()
