@@ -60,3 +60,34 @@ if os.environ.get("RLGEN_COMPILE_REPORT"):
         yield
         with open(os.environ["RLGEN_COMPILE_REPORT"], "a") as f:
             f.write(json.dumps({"test": item.nodeid, "compile_s": _compile_s[0] - before}) + "\n")
+
+
+# Test files by seconds of work on a 2-core CPU (pytest --durations=0, 2026-12-01), largest
+# first. `make test` hands whole files to its 2 workers (--dist loadfile, so module fixtures are
+# built once) in collection order (--no-loadscope-reorder: xdist would order them by number of
+# tests, which started the 199 s MJX file, 6 tests, near the end); starting with the largest lets
+# the small ones fill in at the end (longest-processing-time-first). Files not listed (each
+# under 15 s) follow in their usual order.
+FILES_BY_COST = (
+    "test_envs_mjx.py",  # 199 s
+    "test_finetune.py",  # 116
+    "test_online.py",  # 54
+    "test_generators.py",  # 38
+    "test_offline_learning.py",  # 35
+    "test_distributed.py",  # 34
+    "test_cli.py",  # 33
+    "test_synther.py",  # 28
+    "test_diffusion.py",  # 25
+    "test_sac.py",  # 24
+    "test_energy.py",  # 22
+    "test_readme.py",  # 21
+    "test_envs.py",  # 19
+    "test_generate.py",  # 19
+    "test_dynamics.py",  # 17
+    "test_experiments_more.py",  # 15
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FILES_BY_COST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order in a file kept
