@@ -64,22 +64,37 @@ def snapshot_path(directory: Path, step: int) -> Path:
 def save_snapshot(directory: Path, step: int, params, eval_return: float) -> Path:
     """Write actor ``params`` with their step and evaluation return, atomically."""
     path = snapshot_path(directory, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(
-            f, **{f"params/{k}": v for k, v in flat.items()}, step=step, eval_return=eval_return
-        )
-    os.replace(tmp, path)
+    arrays = {**_flat("params", params), "step": step, "eval_return": eval_return}
+    _write_npz(path, arrays, compressed=False)
     return path
 
 
 def load_snapshot(path: Path) -> tuple[dict, int, float]:
     """(actor params, step, evaluation return) of a snapshot file."""
     with np.load(path) as f:
-        flat = {tuple(k.split("/")[1:]): f[k] for k in f.files if k.startswith("params/")}
-        return traverse_util.unflatten_dict(flat), int(f["step"]), float(f["eval_return"])
+        return _unflat(f, "params"), int(f["step"]), float(f["eval_return"])
+
+
+def _flat(prefix: str, params) -> dict[str, np.ndarray]:
+    """``params`` as ``{"prefix/layer/name": array}``, the layout of the npz files here."""
+    flat = traverse_util.flatten_dict(params)
+    return {"/".join((prefix, *k)): np.asarray(v) for k, v in flat.items()}
+
+
+def _unflat(npz, prefix: str) -> dict:
+    """The params a ``_flat(prefix, ...)`` layout holds in an opened npz file."""
+    flat = {tuple(k.split("/")[1:]): npz[k] for k in npz.files if k.split("/")[0] == prefix}
+    return traverse_util.unflatten_dict(flat)
+
+
+def _write_npz(path: Path, arrays: dict, compressed: bool) -> None:
+    """Write ``arrays`` to ``path`` atomically, readable by every user (mkstemp makes 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def snapshots(run_dir: str | os.PathLike) -> list[tuple[int, float, Path]]:
@@ -148,9 +163,7 @@ def write_package(run_dir, env: str, chosen: dict, out_dir=POLICY_DIR) -> Path:
     system = json.loads((run_dir / "system.json").read_text())
     arrays, info = {}, {}
     for kind, (step, ret, path) in chosen.items():
-        params = load_snapshot(path)[0]
-        for key, value in traverse_util.flatten_dict(params).items():
-            arrays["/".join((kind, *key))] = value
+        arrays.update(_flat(kind, load_snapshot(path)[0]))
         low, high = level_band(env, kind)
         info[kind] = {
             "step": step,
@@ -174,13 +187,8 @@ def write_package(run_dir, env: str, chosen: dict, out_dir=POLICY_DIR) -> Path:
         "versions": system["versions"],
         "device": system["device"],
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     npz = out_dir / f"{env}.npz"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the shipped file from other users
-    os.replace(tmp, npz)
+    _write_npz(npz, arrays, compressed=True)
     write_json(out_dir / f"{env}.json", record)
     return npz
 
@@ -241,8 +249,8 @@ def load_policy(env: str, kind: str, directory=POLICY_DIR) -> tuple[dict, dict]:
     if kind not in ("medium", "expert"):
         raise ValueError(f"kind must be medium or expert, got {kind!r}")
     with np.load(npz) as f:
-        flat = {tuple(k.split("/")[1:]): f[k] for k in f.files if k.split("/")[0] == kind}
-    return traverse_util.unflatten_dict(flat), json.loads(record_path.read_text())
+        params = _unflat(f, kind)
+    return params, json.loads(record_path.read_text())
 
 
 def train_cli(args) -> None:

@@ -308,8 +308,11 @@ def _check_cached(path: Path, record: dict) -> None:
         )
 
 
-def _medium_replay(env: str, record: dict, config: GenerateConfig, size: int) -> dict:
-    """The behaviour run's replay rows up to the medium point (at most the last ``size``)."""
+def _medium_replay(
+    env: str, record: dict, config: GenerateConfig, size: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The behaviour run's replay rows up to the medium point (at most the last ``size``) as a
+    D4RL dict, and the returns of the episodes completed inside them."""
     run_dir = Path(config.behaviour_run or record["run_config"]["run_dir"])
     step = record["medium"]["step"]
     if not (run_dir / "checkpoints").is_dir():
