@@ -64,10 +64,8 @@ def bench_rlgen(env_name, backend, seeds, utd, num_envs, updates, **agent):
     """Aggregate env steps/s and critic updates/s of a steady chunk, with compile seconds;
     ``agent``: OnlineConfig overrides (e.g. num_critics=10, critic_layer_norm=True)."""
     blocks = max(updates // utd, 1)
-    config = bench_config(
-        env=env_name, backend=backend, seeds=seeds, utd=utd, num_envs=num_envs, chunk=blocks,
-        **agent,
-    )  # fmt: skip
+    run = dict(env=env_name, backend=backend, seeds=seeds, utd=utd, num_envs=num_envs)
+    config = bench_config(**run, chunk=blocks, **agent)
     _, state, compiled, compile_s = start(config)
     seconds = steady_chunk_s(compiled["train"], state)
     return {
