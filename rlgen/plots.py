@@ -64,6 +64,7 @@ def score_curves(
     title: str = "",
     ylabel: str = "D4RL-normalised score",
     xmax: int | None = None,
+    xlabel: str = "fine-tuning env steps per seed",
 ) -> Path:
     """Mean over seeds with a 95% bootstrap band, per label: ``curves[label] = (steps,
     per_step_seed_scores)``; ``xmax`` crops the x axis (e.g. the first 20k steps)."""
@@ -77,7 +78,7 @@ def score_curves(
         ax.fill_between(steps, low, high, alpha=0.2)
     if xmax is not None:
         ax.set_xlim(0, xmax)
-    ax.set_xlabel("fine-tuning env steps per seed")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
