@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
+import numpy as np
 
 from rlgen import runinfo
 
@@ -47,6 +48,14 @@ def aot(fn, *args) -> tuple[Callable, float]:
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
     return compiled, time.perf_counter() - start
+
+
+def steady_rate(metrics: str | os.PathLike, key: str) -> float:
+    """Median ``key`` over a run's logged training chunks (``metrics.jsonl``), without the
+    first (it compiles), the warm-up and those that evaluated."""
+    rows = [r for r in map(json.loads, open(metrics)) if key in r and "phase_warmup" not in r]
+    rates = [r[key] for r in rows[1:] if "eval_return" not in r]
+    return float(np.median(rates or [r[key] for r in rows]))
 
 
 def peer_version(*packages: str) -> str:

@@ -39,8 +39,8 @@ def start(config: OnlineConfig, evaluate: bool = False):
     """
     run = OnlineRun(config)
     keys = run.seed_keys()
-    init, init_s = aot(run.init_fn, keys)
-    state = init(keys)
+    init, init_s = aot(run.init_fn, keys, run.lane_hp)
+    state = init(keys, run.lane_hp)
     warmup, warmup_s = aot(run.warmup_fn, state)
     compiled = {}
     compiled["train"], train_s = aot(run.train_fn, state)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import write_json
+from benchmarks.common import steady_rate, write_json
 from benchmarks.peers import PEERS
 from rlgen import runinfo
 from rlgen.data.scores import normalized_score
@@ -166,15 +167,6 @@ def cached(path: Path, resume: bool, make) -> dict:
 # rlgen's side
 
 
-def steady_rate(run_dir: Path, key: str) -> float:
-    """Median ``key`` over a run's logged chunks, without the first (compiles) and without
-    those that evaluated."""
-    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
-    rates = [r[key] for r in rows[1:] if key in r and "eval_return" not in r]
-    rates = rates or [r[key] for r in rows if key in r]
-    return float(np.median(rates))
-
-
 def curve(records: list[dict], phase: str) -> list[dict]:
     return [{"step": r["step"], "return": r["return"]} for r in records if r["phase"] == phase]
 
@@ -200,13 +192,13 @@ def rlgen_offline(scale: Scale, algo: str, updates: int, dataset: Path, run_dir:
         eval_episodes=scale.eval_episodes,
         pretrain_steps=updates,
         pretrain_eval_every=updates // scale.offline_evals,
-        chunk=min(1_000, updates // scale.offline_evals),
+        chunk=math.gcd(1_000, updates // scale.offline_evals),  # evaluate where the peer does
         steps=0,
         run_dir=str(fresh(run_dir)),
         progress=False,
     )
     results = FinetuneRun(config).run()
-    rate = steady_rate(run_dir / "pretrain", "updates_per_s") / scale.seeds
+    rate = steady_rate(run_dir / "pretrain" / "metrics.jsonl", "updates_per_s") / scale.seeds
     return {
         "evaluations": curve(results["evaluations"], "pretrain"),
         "updates_per_s_per_seed": rate,
@@ -227,13 +219,13 @@ def rlgen_online(scale: Scale, task: str, run_dir: Path) -> dict:
         steps=scale.online_steps,
         warmup=scale.online_warmup,
         eval_every=scale.online_eval_every,
-        chunk=min(1_000, scale.online_eval_every),
+        chunk=math.gcd(1_000, scale.online_eval_every),
         checkpoint_every=0,
         run_dir=str(fresh(run_dir)),
         progress=False,
     )
     results = OnlineRun(config).run()
-    rate = steady_rate(run_dir, "env_steps_per_s") / scale.seeds
+    rate = steady_rate(run_dir / "metrics.jsonl", "env_steps_per_s") / scale.seeds
     return {
         "evaluations": curve(results["evaluations"], "online"),
         "env_steps_per_s_per_seed": rate,

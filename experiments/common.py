@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -20,15 +21,27 @@ from pathlib import Path
 import numpy as np
 
 from rlgen import plots, runinfo, stats
+from rlgen.train import sweep
 
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
     """One method of a comparison: a label and its config overrides (method settings only:
-    they beat the scale's, so budgets belong in ``Protocol.scales``)."""
+    they beat the scale's, so budgets belong in ``Protocol.scales``). With ``sweep`` (name ->
+    values, :mod:`rlgen.train.sweep`), the arm is one row per point, ``"<label> name=value"``."""
 
     label: str
     overrides: dict
+    sweep: dict = dataclasses.field(default_factory=dict)
+
+    def labels(self) -> list[str]:
+        """The arm's row labels: its own, or one per point of its sweep."""
+        from rlgen.train.sweep import label
+
+        if not self.sweep:
+            return [self.label]
+        points = itertools.product(*self.sweep.values())
+        return [f"{self.label} {label(dict(zip(self.sweep, p, strict=True)))}" for p in points]
 
 
 def finetune_config(overrides: dict):
@@ -38,25 +51,25 @@ def finetune_config(overrides: dict):
     return FinetuneConfig(**overrides)
 
 
-def finetune_run(overrides: dict):
-    """An offline-to-online run (``rlgen.train.finetune``) from config overrides."""
+def finetune_run(config, sweep: dict | None = None):
+    """An offline-to-online run (``rlgen.train.finetune``) of ``config`` (vmapping ``sweep``)."""
     from rlgen.train.finetune import FinetuneRun
 
-    return FinetuneRun(finetune_config(overrides))
+    return FinetuneRun(config, sweep=sweep)
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """A paper's experiment. ``make_run(config_overrides) -> object with .run() -> results``
-    builds one multi-seed run; results carry ``evaluations`` (phase, step, score per seed).
-    ``make_config(config_overrides)`` builds (and so validates) that run's config alone."""
+    """A paper's experiment. ``make_config(config_overrides)`` builds (and so validates) a run's
+    config; ``make_run(config, vmapped_sweep) -> object with .run() -> results`` builds that
+    multi-seed run; results carry ``evaluations`` (phase, step, score per seed)."""
 
     name: str
     claim: str  # what the paper reports, the reference for the comparison
     tasks: dict[str, dict]  # task label -> overrides (env, dataset, ...)
     arms: tuple[Arm, ...]
     scales: dict[str, dict]  # "full" / "smoke" -> shared overrides
-    make_run: Callable[[dict], object]
+    make_run: Callable[[object, dict | None], object]
     make_config: Callable[[dict], object] = finetune_config
     smoke_tasks: tuple[str, ...] = ()  # tasks run below full scale (default: the first)
     ablation_task: str | None = None  # extra arms run on this task only (full scale)
@@ -148,16 +161,23 @@ def run_protocol(protocol: Protocol, scale: str, out: str | os.PathLike) -> dict
     records = []
     for task, arm in _runs(protocol, scale):
         run_dir = out / task / arm.label.replace(" ", "_").replace("/", "-")
+        overrides = run_overrides(protocol, task, arm, scale)
+        # resume: a run cut short (e.g. by a time limit) continues from its checkpoint
+        overrides.update(run_dir=str(run_dir), resume=True)
+        if arm.sweep:  # one compiled run per static value, finished ones read back
+            print(f"[{protocol.name}] {task} / {arm.label}: sweep {arm.sweep}", flush=True)
+            config = protocol.make_config(overrides)
+            points = sweep.run(protocol.make_run, config, arm.sweep)["points"]
+            for label, point in zip(arm.labels(), points, strict=True):
+                records.append({"task": task, "arm": label, "results": point})
+            continue
         done = run_dir / "results.json"
         if done.exists():
             results = json.loads(done.read_text())
         else:
-            overrides = run_overrides(protocol, task, arm, scale)
             print(f"[{protocol.name}] {task} / {arm.label}", flush=True)
             start = time.perf_counter()
-            # resume: a run cut short (e.g. by a time limit) continues from its checkpoint
-            overrides.update(run_dir=str(run_dir), resume=True)
-            results = protocol.make_run(overrides).run()
+            results = protocol.make_run(protocol.make_config(overrides), None).run()
             print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
         records.append({"task": task, "arm": arm.label, "results": results})
     return report(protocol, scale, records, out)

@@ -32,13 +32,13 @@ def online_config(overrides: dict):
     return OnlineConfig(**{k: v for k, v in overrides.items() if k not in GENERATOR_FIELDS})
 
 
-def online_run(overrides: dict):
-    """An online SAC run, or a SynthER run when ``overrides["synther"]``."""
+def online_run(config, sweep: dict | None = None):
+    """An online SAC run of ``config``, or a SynthER run for a SynthER config."""
     from rlgen.train.runner import OnlineRun
     from rlgen.train.synther import SyntherConfig, SyntherRun
 
-    config = online_config(overrides)
-    return SyntherRun(config) if isinstance(config, SyntherConfig) else OnlineRun(config)
+    run = SyntherRun if isinstance(config, SyntherConfig) else OnlineRun
+    return run(config, sweep=sweep)
 
 
 PROTOCOL = Protocol(
@@ -46,8 +46,7 @@ PROTOCOL = Protocol(
     claim="SynthER at UTD 20 beats SAC at UTD 1 and SAC at UTD 20",
     tasks={"hopper": {"env": "hopper"}},
     arms=(
-        Arm("SAC UTD 1", {"utd": 1}),
-        Arm("SAC UTD 20", {"utd": 20}),
+        Arm("SAC", {}, sweep={"utd": (1, 20)}),  # one compiled run per UTD
         Arm("SynthER UTD 20", {**SYNTHER, "utd": 20}),
     ),
     scales={

@@ -13,7 +13,13 @@ def _train_sac(args: argparse.Namespace) -> None:
     from rlgen.train.runner import OnlineConfig, OnlineRun, enable_compilation_cache
 
     enable_compilation_cache()
-    results = OnlineRun(flags.from_arguments(OnlineConfig, args)).run()
+    config = flags.from_arguments(OnlineConfig, args)
+    if args.sweep:
+        from rlgen.train import sweep
+
+        sweep.cli(lambda c, grid: OnlineRun(c, sweep=grid), config, args.sweep)
+        return
+    results = OnlineRun(config).run()
     print(
         f"final evaluation return per seed: "
         f"{[round(r, 1) for r in results['final_eval_return_per_seed']]}"
@@ -43,6 +49,11 @@ def _finetune(args: argparse.Namespace) -> None:
 
     enable_compilation_cache()
     config = flags.from_arguments(FinetuneConfig, args, algo=args.algo)
+    if args.sweep:
+        from rlgen.train import sweep
+
+        sweep.cli(lambda c, grid: FinetuneRun(c, sweep=grid), config, args.sweep)
+        return
     results = FinetuneRun(config).run()
     offline = [f"{x:.1f}" for x in results["offline_score_per_seed"]]
     final = [f"{x:.1f}" if config.steps else "-" for x in results["final_score_per_seed"]]
@@ -53,6 +64,19 @@ def _finetune(args: argparse.Namespace) -> None:
         print(f"| {i} | {before} | {after} |")
     print(f"| mean | {results['offline_score_mean']:.1f} | {mean_final} |")
     print(f"wall time {results['wall_time_s']:.1f} s; run directory {config.run_dir}")
+
+
+SWEEP_HELP = (
+    "NAME=V1,V2,... (repeatable): the agent's hyperparameters (learning rates, cql_alpha, "
+    "expectile, tau, ...) are vmapped with the seeds in one compiled run; other settings (utd, "
+    "hidden as 256x256, batch_size, ...) run one compiled run per value, in run_dir/NAME=V"
+)
+
+
+def add_sweep_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep", action="append", default=[], metavar="NAME=V1,V2", help=SWEEP_HELP
+    )
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -109,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     flags.add_arguments(sac, OnlineConfig)
+    add_sweep_argument(sac)
     sac.set_defaults(func=_train_sac)
     online_synther = algos.add_parser(
         "synther",
@@ -117,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     synther.add_train_arguments(online_synther)
+    add_sweep_argument(online_synther)
     online_synther.set_defaults(func=_train_synther)
 
     upsampling = commands.add_parser("synther", help="SynthER diffusion upsampling")
@@ -137,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
             algo, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
         )
         flags.add_arguments(sub, FinetuneConfig, skip=("algo",))
+        add_sweep_argument(sub)
         sub.set_defaults(func=_finetune, run_dir=f"runs/{algo}")
 
     demo = commands.add_parser("demo", help="the main job on a small default")

@@ -104,3 +104,32 @@ def interval_bars(
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, out)
+
+
+def sweep_scores(points: list[dict], name: str, out: str | os.PathLike) -> Path:
+    """Final IQM with its 95% interval against the swept value ``name``: one line per
+    combination of the other swept values. ``points``: a sweep report's points (``values``,
+    ``final`` with ``iqm`` / ``low`` / ``high``)."""
+    lines: dict[str, list[dict]] = {}
+    for point in points:
+        others = ", ".join(f"{k}={v}" for k, v in point["values"].items() if k != name)
+        lines.setdefault(others, []).append(point)
+    numeric = all(isinstance(p["values"][name], int | float) for p in points)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for others, members in lines.items():
+        xs = [p["values"][name] if numeric else str(p["values"][name]) for p in members]
+        iqm = np.array([p["final"]["iqm"] for p in members])
+        err = [
+            iqm - [p["final"]["low"] for p in members],
+            [p["final"]["high"] for p in members] - iqm,
+        ]
+        ax.errorbar(xs, iqm, yerr=err, marker="o", capsize=3, label=others or None)
+    if numeric and min(p["values"][name] for p in points) > 0 and "lr" in name:
+        ax.set_xscale("log")
+    ax.set_xlabel(name)
+    ax.set_ylabel("final D4RL-normalised score (IQM)")
+    ax.grid(alpha=0.3)
+    if any(lines):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from experiments.common import (
     run_overrides,
     run_protocol,
 )
+from rlgen.train import sweep
 
 ALL = (
     "calql",
@@ -48,6 +51,9 @@ def test_every_run_of_every_scale_has_a_valid_config(name):
         for task, arm in runs:
             config = protocol.make_config(run_overrides(protocol, task, arm, scale))
             assert config.env == protocol.tasks[task]["env"]
+            _, static = sweep.split(arm.sweep, config, config.hparams())
+            for values in itertools.product(*static.values()):  # each static run's config
+                dataclasses.replace(config, **dict(zip(static, values, strict=True)))
 
 
 def test_steps_to_threshold_per_seed():
@@ -63,7 +69,7 @@ def test_steps_to_threshold_per_seed():
 def check_report(protocol, saved: dict, out, finetune: bool) -> None:
     """A protocol's smoke-scale report: one run per arm, the aggregates of its phases, a table
     row per arm, the IQM and curve plots."""
-    arms = [a.label for a in protocol.arms]
+    arms = [label for a in protocol.arms for label in a.labels()]
     assert [r["arm"] for r in saved["runs"]] == arms
     assert saved["protocol"] == protocol.name
     online = protocol.scales["smoke"].get("steps", 1) > 0
@@ -81,21 +87,28 @@ def check_report(protocol, saved: dict, out, finetune: bool) -> None:
 class StandInRun:
     """What a protocol's ``make_run`` returns, without training: the evaluations a run with
     these budgets makes (offline-to-online runs always evaluate after pretraining), with
-    per-seed scores rising with the step."""
+    per-seed scores rising with the step, one per lane of a vmapped ``sweep``."""
 
-    overrides: dict
+    config: object
     finetune: bool
+    sweep: dict | None = None
 
     def run(self) -> dict:
-        o, seeds = self.overrides, self.overrides["seeds"]
+        c = self.config
+        lanes = c.seeds * math.prod(len(v) for v in (self.sweep or {}).values())
         evals = []
+
+        def scores(phase, step, value):
+            evals.append({"phase": phase, "step": step, "score": [value] * lanes})
+            evals[-1]["return"] = evals[-1]["score"]
+
         if self.finetune:
-            evals.append({"phase": "pretrain", "step": o["pretrain_steps"], "score": [1.0] * seeds})
+            scores("pretrain", c.pretrain_steps, 1.0)
         phase = "finetune" if self.finetune else "online"
-        for step in range(0, o["steps"] + 1, o["eval_every"]) if o["steps"] else ():
-            evals.append({"phase": phase, "step": step, "score": [1.0 + step / 100] * seeds})
+        for step in range(0, c.steps + 1, c.eval_every) if c.steps else ():
+            scores(phase, step, 1.0 + step / 100)
         results = {"evaluations": evals, "wall_time_s": 0.0}
-        run_dir = Path(o["run_dir"])  # as a run does, for the protocol to read back
+        run_dir = Path(c.run_dir)  # as a run does, for the protocol to read back
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "results.json").write_text(json.dumps(results))
         return results
@@ -107,9 +120,9 @@ def test_protocol_command_reads_back_finished_runs(tmp_path):
     protocol = importlib.import_module("experiments.calql").PROTOCOL
     started = []
 
-    def make_run(overrides):
-        started.append(overrides["run_dir"])
-        return StandInRun(overrides, finetune=True)
+    def make_run(config, sweep):
+        started.append(config.run_dir)
+        return StandInRun(config, finetune=True)
 
     stand_in = dataclasses.replace(protocol, make_run=make_run)
     argv = ["--scale", "smoke", "--out", str(tmp_path / "out")]
@@ -125,7 +138,7 @@ def test_protocol_report_from_its_arms_results(name, tmp_path):
     protocol = importlib.import_module(f"experiments.{name}").PROTOCOL
     finetune = protocol.make_config is finetune_config
     stand_in = dataclasses.replace(
-        protocol, make_run=lambda overrides: StandInRun(overrides, finetune)
+        protocol, make_run=lambda config, sweep: StandInRun(config, finetune, sweep)
     )
     summary = run_protocol(stand_in, "smoke", tmp_path / "out")
     check_report(stand_in, summary, tmp_path / "out", finetune)

@@ -7,6 +7,7 @@ baked into the optimiser, so seeds *and* learning rates can be vmapped without r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import flax.struct
@@ -56,6 +57,14 @@ class Agent:
     act: Callable
     obs_dim: int
     action_dim: int
+
+
+def with_hparams(agent: Agent, hp) -> Agent:
+    """``agent`` whose ``init`` starts from hyperparameters ``hp`` (None: its own), e.g. one
+    lane of a vmapped sweep."""
+    if hp is None:
+        return agent
+    return dataclasses.replace(agent, init=functools.partial(agent.init, hp=hp))
 
 
 def with_obs_normalizer(agent: Agent, mean: jax.Array, std: jax.Array) -> Agent:

@@ -28,7 +28,7 @@ import numpy as np
 
 from rlgen import envs, runinfo
 from rlgen.agents import cql, iql, td3bc
-from rlgen.agents.common import Agent, with_obs_normalizer
+from rlgen.agents.common import Agent, with_hparams, with_obs_normalizer
 from rlgen.config import check, option
 from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
@@ -37,6 +37,7 @@ from rlgen.data.returns import trajectory_ids
 from rlgen.data.transition import Transition
 from rlgen.gen import diffusion, dynamics, edm, energy
 from rlgen.train import checkpoint, distributed, generators, health
+from rlgen.train import sweep as sweeps
 from rlgen.train.augment import (
     AUGMENTS,
     ModelAugment,
@@ -309,10 +310,20 @@ class FinetuneConfig(RunConfig):
             unknown_returns=self.algo == "calql",
         )
 
+    def hparams(self):
+        """The configured agent's ``HParams`` (the values a vmapped sweep may vary)."""
+        actor_lr = DEFAULT_ACTOR_LR[self.algo] if self.actor_lr is None else self.actor_lr
+        lrs = dict(actor_lr=actor_lr, critic_lr=self.critic_lr, gamma=self.gamma)
+        if self.algo in ("calql", "cql"):
+            return cql.HParams(**lrs, cql_alpha=self.cql_alpha, target_gap=self.target_gap)
+        if self.algo == "iql":
+            return iql.HParams(
+                **lrs, value_lr=self.critic_lr, expectile=self.expectile, beta=self.beta
+            )
+        return td3bc.HParams(**lrs, bc_alpha=self.bc_alpha)
+
     def agent_spec(self, obs_dim: int, action_dim: int):
         """(algorithm module, static Config, HParams) of the configured agent."""
-        actor_lr = DEFAULT_ACTOR_LR[self.algo] if self.actor_lr is None else self.actor_lr
-        lrs = dict(actor_lr=actor_lr, critic_lr=self.critic_lr)
         hidden = tuple(self.hidden)
         if self.algo in ("calql", "cql"):
             backup = self.max_target_backup
@@ -326,10 +337,7 @@ class FinetuneConfig(RunConfig):
                 max_target_backup=backup == "on" or (backup == "auto" and self.algo == "calql"),
                 lagrange=self.lagrange,
             )
-            hp = cql.HParams(
-                **lrs, gamma=self.gamma, cql_alpha=self.cql_alpha, target_gap=self.target_gap
-            )
-            return cql, config, hp
+            return cql, config, self.hparams()
         if self.algo == "iql":
             decay = self.iql_actor_decay == "on" or (
                 self.iql_actor_decay == "auto" and not self.steps
@@ -342,16 +350,9 @@ class FinetuneConfig(RunConfig):
                 self.num_critics,
                 actor_decay_steps=pretrain_updates if decay else 0,
             )
-            hp = iql.HParams(
-                **lrs,
-                value_lr=self.critic_lr,
-                gamma=self.gamma,
-                expectile=self.expectile,
-                beta=self.beta,
-            )
-            return iql, config, hp
+            return iql, config, self.hparams()
         config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
-        return td3bc, config, td3bc.HParams(**lrs, gamma=self.gamma, bc_alpha=self.bc_alpha)
+        return td3bc, config, self.hparams()
 
     def agent(self, obs_dim: int, action_dim: int) -> Agent:
         """The configured agent with its hyperparameters."""
@@ -423,8 +424,15 @@ class FinetuneRun:
     """Compiled phases of one multi-seed offline-to-online run, and the host loop driving them."""
 
     def __init__(
-        self, config: FinetuneConfig, env=None, dataset: Transition | None = None, devices=None
+        self,
+        config: FinetuneConfig,
+        env=None,
+        dataset: Transition | None = None,
+        devices=None,
+        sweep: dict | None = None,
     ):
+        """``sweep``: values per agent hyperparameter (``{"cql_alpha": (1, 5)}``), vmapped
+        with the seeds in one program (:mod:`rlgen.train.sweep`); results per lane, point-major."""
         self.config = c = config
         self.env = envs.make(c.env, backend=c.backend) if env is None else env
         self.vec_env = envs.AutoReset(self.env)
@@ -448,9 +456,13 @@ class FinetuneRun:
             reward=dataset.reward * self.reward_scale,
             mc_return=dataset.mc_return * self.reward_scale,
         )
-        self.sharding = seed_sharding(c.seeds, devices)
+        module, agent_config, hp = c.agent_spec(self.env.observation_size, self.env.action_size)
+        self.grid = sweeps.Grid.of(sweep, hp)
+        self.lanes = c.seeds * len(self.grid)
+        self.sharding = seed_sharding(self.lanes, devices)
         self.offline = put(replay.from_transitions(dataset), replicated(self.sharding))
-        self.agent = c.agent(self.env.observation_size, self.env.action_size)
+        self.agent = module.make_agent(agent_config, hp)
+        self.lane_hp = put(self.grid.lane_hparams(hp, c.seeds), self.sharding)
         if c.algo == "td3bc" and c.obs_norm:
             self.agent = with_obs_normalizer(
                 self.agent, dataset.obs.mean(0), dataset.obs.std(0) + 1e-3
@@ -514,8 +526,8 @@ class FinetuneRun:
         transform = next_state_transform(aug) if aug and aug.mode == "model" else None
         capacity = self.synthetic_capacity
 
-        def init(key):
-            run = init_run_state(key, agent, vec_env, loop)
+        def init(key, hp):
+            run = init_run_state(key, with_hparams(agent, hp), vec_env, loop)
             if capacity:
                 obs_dim, action_dim = agent.obs_dim, agent.action_dim
                 run = run.replace(synthetic=replay.init(capacity, obs_dim, action_dim))
@@ -568,14 +580,19 @@ class FinetuneRun:
         self.finetune_fn = per_seed(finetune, (0, None))
         self.eval_fn = per_seed(evaluate_seed, donate=False)
 
+    def lane_keys(self, salt: int = 0) -> jax.Array:
+        """One key per lane (seed i of every sweep point gets seed i's key)."""
+        c = self.config
+        return seed_keys(c.seed, c.seeds, self.sharding, salt, repeats=len(self.grid))
+
     def init_state(self):
-        return self.init_fn(seed_keys(self.config.seed, self.config.seeds, self.sharding))
+        return self.init_fn(self.lane_keys(), self.lane_hp)
 
     def evaluate(self, state, phase: str, step: int) -> dict[str, np.ndarray]:
         """Per-seed evaluation returns and D4RL-normalised scores (also recorded in
         ``self.eval_log``, i.e. ``evaluations.jsonl``)."""
         salt = 1 + step + (self.pretrain_total if phase == "finetune" else 0)
-        keys = seed_keys(self.config.seed, self.config.seeds, self.sharding, salt=salt)
+        keys = self.lane_keys(salt)
         return self.eval_log.add(phase, step, fetch(self.eval_fn(state.agent, keys)))
 
     def run(self, until: int | None = None) -> dict:
@@ -596,6 +613,7 @@ class FinetuneRun:
         if resumed:
             state = checkpoint.restore(mngr, state)
         self.eval_log = EvaluationLog(self.run_dir, c.env, resume=resumed)
+        self.point_logs = sweeps.PointLogs(self.run_dir, self.grid, c.seeds)
         model_time = self._fit_models() if self.model_aug else 0.0
         if c.augment == "synther" and int(fetch(state.synthetic.size)[0]) == 0:
             gen_start = time.perf_counter()
@@ -608,6 +626,7 @@ class FinetuneRun:
             state, final_eval = self._finetune(state, mngr, until, offline_eval)
         else:
             final_eval = offline_eval
+        self.point_logs.close()
         results = {
             "algo": c.algo,
             "env": c.env,
@@ -625,6 +644,8 @@ class FinetuneRun:
             "pretrain_time_s": pretrain_time,
             "wall_time_s": time.perf_counter() - start,
         }
+        if self.grid.names:  # lanes are point-major: point p's seeds are p*seeds ... (p+1)*seeds-1
+            results["sweep"] = {"seeds": c.seeds, "points": self.grid.points}
         write_json(self.run_dir / "results.json", results)
         self.state = state
         return results
@@ -633,7 +654,7 @@ class FinetuneRun:
         """Fit one world model per seed on the dataset (deterministic, so a resumed run refits
         the same models); returns the time taken."""
         start = time.perf_counter()
-        keys = seed_keys(self.config.seed, self.config.seeds, self.sharding, salt=2**31)
+        keys = self.lane_keys(salt=2**31)
         data = self.offline.data
         self.model = jax.block_until_ready(
             fit_models(keys, self.model_aug.model, data, self.sharding)
@@ -666,13 +687,15 @@ class FinetuneRun:
                 state, metrics, flags = self.pretrain_fn(state, self.offline, self.model)
                 prev, updates = updates, int(fetch(state.updates)[0])
                 health.check(fetch(flags), updates)
-                row.update(summarize(fetch(metrics)))
+                per_lane = fetch(metrics)
+                row.update(summarize(per_lane))
+                self.point_logs.log("pretrain", updates, per_lane, "updates")
                 last = updates >= self.pretrain_total
                 if crossed(c.pretrain_eval_every, prev, updates) or last:
                     evaluation = self.evaluate(state, "pretrain", updates)
                     row.update(summarize(evaluation))
                     checkpoint.save(mngr, updates, state)
-                logger.log(updates, row, updates - prev, c.chunk * c.seeds, c.seeds)
+                logger.log(updates, row, updates - prev, c.chunk * self.lanes, self.lanes)
         finally:
             logger.close()
         if evaluation is None:  # nothing to pretrain, or resumed past pretraining
@@ -691,7 +714,7 @@ class FinetuneRun:
         try:
             if step == 0:
                 self.evaluate(state, "finetune", 0)
-                logger.log(0, summarize(offline_eval), 0, 0, c.seeds)
+                logger.log(0, summarize(offline_eval), 0, 0, self.lanes)
                 if c.algo == "td3bc":
                     state = _set_hparam(state, "bc_weight", c.finetune_bc_weight)
                 if c.algo == "iql":  # the actor lr's decay covers pretraining only
@@ -701,19 +724,21 @@ class FinetuneRun:
                 self._check_online_rows(state)
                 if c.augment == "edis":
                     state, metrics = self._refit(state)
-                    logger.log(step, metrics, step, 0, c.seeds)
+                    logger.log(step, metrics, step, 0, self.lanes)
             while step < until:
                 state, metrics, flags = self.finetune_fn(state, self.offline)
                 prev, step = step, env_steps(state)
                 health.check(fetch(flags), step)
-                row = summarize(fetch(metrics))
+                per_lane = fetch(metrics)
+                row = summarize(per_lane)
+                self.point_logs.log("finetune", step, per_lane)
                 if c.augment == "edis" and crossed(c.refresh_every, prev, step) and step < until:
                     state, refit_metrics = self._refit(state)
                     row.update(refit_metrics)
                 if crossed(c.eval_every, prev, step) or step >= until:
                     last = (step, self.evaluate(state, "finetune", step))
                     row.update(summarize(last[1]))
-                logger.log(step, row, step - prev, c.chunk * c.utd * c.seeds, c.seeds)
+                logger.log(step, row, step - prev, c.chunk * c.utd * self.lanes, self.lanes)
                 if crossed(c.checkpoint_every, prev, step) or step >= until:
                     checkpoint.save(mngr, updates + step, state)
         finally:

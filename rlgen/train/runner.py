@@ -20,10 +20,11 @@ import numpy as np
 
 from rlgen import envs, runinfo
 from rlgen.agents import sac
-from rlgen.agents.common import Agent
+from rlgen.agents.common import Agent, with_hparams
 from rlgen.config import check, option
 from rlgen.train import checkpoint, distributed, health
-from rlgen.train.distributed import fetch
+from rlgen.train import sweep as sweeps
+from rlgen.train.distributed import fetch, put
 from rlgen.train.evaluations import EvaluationLog
 from rlgen.train.logger import summarize
 from rlgen.train.online import (
@@ -96,6 +97,12 @@ class OnlineConfig(RunConfig):
         if self.warmup < self.batch_size:
             raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
 
+    def hparams(self) -> sac.HParams:
+        """SAC's ``HParams`` from this config (the values a vmapped sweep may vary)."""
+        return sac.HParams(
+            actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma, tau=self.tau
+        )
+
     def sac_agent(self, obs_dim: int, action_dim: int) -> Agent:
         config = sac.Config(
             obs_dim,
@@ -106,10 +113,7 @@ class OnlineConfig(RunConfig):
             self.critic_layer_norm,
             "mean" if self.num_critics > 2 else "min",
         )
-        hp = sac.HParams(
-            actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma, tau=self.tau
-        )
-        return sac.make_agent(config, hp)
+        return sac.make_agent(config, self.hparams())
 
 
 def enable_compilation_cache() -> None:
@@ -124,13 +128,25 @@ def enable_compilation_cache() -> None:
 class OnlineRun:
     """Compiled phases of one multi-seed online run, and the host loop driving them."""
 
-    def __init__(self, config: OnlineConfig, env=None, agent: Agent | None = None, devices=None):
+    def __init__(
+        self,
+        config: OnlineConfig,
+        env=None,
+        agent: Agent | None = None,
+        devices=None,
+        sweep: dict | None = None,
+    ):
+        """``sweep``: values per SAC hyperparameter (``{"tau": (0.005, 0.01)}``), vmapped with
+        the seeds in one program (:mod:`rlgen.train.sweep`); results per lane, point-major."""
         self.config = config
         self.env = envs.make(config.env, backend=config.backend) if env is None else env
         self.vec_env = envs.AutoReset(self.env)
         self.agent = agent or config.sac_agent(self.env.observation_size, self.env.action_size)
         self.loop = LoopConfig(config.num_envs, config.utd, config.batch_size, config.buffer_size)
-        self.sharding = seed_sharding(config.seeds, devices)
+        self.grid = sweeps.Grid.of(sweep, config.hparams())
+        self.lanes = config.seeds * len(self.grid)
+        self.sharding = seed_sharding(self.lanes, devices)
+        self.lane_hp = put(self.grid.lane_hparams(config.hparams(), config.seeds), self.sharding)
         self.run_dir = Path(config.run_dir)
         # per-batch rows of state.synthetic and of the replay, when a subclass adds a synthetic
         # buffer (read when train_fn is first traced, so set it before the first run)
@@ -147,8 +163,8 @@ class OnlineRun:
         per_seed = functools.partial(seed_map, sharding=self.sharding)
         shard = dict(out_shardings=self.sharding)
 
-        def init(key):
-            return init_run_state(key, agent, vec_env, loop)
+        def init(key, hp):
+            return init_run_state(key, with_hparams(agent, hp), vec_env, loop)
 
         def train(run):
             chunk = train_chunk(run, agent, vec_env, loop, c.chunk, counts=self.counts)
@@ -167,7 +183,9 @@ class OnlineRun:
         self.eval_fn = jax.jit(per_seed(evaluate_seed))
 
     def seed_keys(self, salt: int = 0) -> jax.Array:
-        return seed_keys(self.config.seed, self.config.seeds, self.sharding, salt)
+        """One key per lane (seed i of every sweep point gets seed i's key)."""
+        c = self.config
+        return seed_keys(c.seed, c.seeds, self.sharding, salt, repeats=len(self.grid))
 
     def after_chunk(self, state, prev: int, step: int, row: dict | None = None):
         """Host hook between compiled chunks (after the warm-up too), e.g. refreshing a
@@ -176,7 +194,7 @@ class OnlineRun:
         return state
 
     def init_state(self):
-        return self.init_fn(self.seed_keys())
+        return self.init_fn(self.seed_keys(), self.lane_hp)
 
     def evaluate(self, state, step: int) -> np.ndarray:
         keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.seed_keys(salt=1))
@@ -210,28 +228,32 @@ class OnlineRun:
         step = env_steps(state)
         logger = distributed.logger(self.run_dir, self.total_steps, c.progress)
         logger.bar.update(step)
-        per_block_updates = c.utd * c.seeds
+        per_block_updates = c.utd * self.lanes
+        self.point_logs = sweeps.PointLogs(self.run_dir, self.grid, c.seeds)
         last_eval = (-1, None)
         try:
             if step == 0 and self.warmup_blocks:
                 state = self.warmup_fn(state)
                 step = env_steps(state)
-                logger.log(step, {"phase_warmup": 1.0}, step, 0, c.seeds)
+                logger.log(step, {"phase_warmup": 1.0}, step, 0, self.lanes)
                 state = self.after_chunk(state, 0, step)
             while step < until:
                 state, metrics, flags = self.train_fn(state)
                 prev, step = step, env_steps(state)
                 health.check(fetch(flags), step)
-                row = summarize(fetch(metrics))
+                per_lane = fetch(metrics)
+                row = summarize(per_lane)
+                self.point_logs.log("online", step, per_lane)
                 state = self.after_chunk(state, prev, step, row)
                 if crossed(c.eval_every, prev, step) or step >= until:
                     last_eval = (step, self._evaluate_and_log(state, step))
                     row.update(summarize({"eval_return": last_eval[1]}))
-                logger.log(step, row, step - prev, c.chunk * per_block_updates, c.seeds)
+                logger.log(step, row, step - prev, c.chunk * per_block_updates, self.lanes)
                 if crossed(c.checkpoint_every, prev, step) or step >= until:
                     checkpoint.save(mngr, step, state)
         finally:
             logger.close()
+            self.point_logs.close()
         final = last_eval[1] if last_eval[0] == step else self._evaluate_and_log(state, step)
         results = {
             "env": c.env,
@@ -241,6 +263,8 @@ class OnlineRun:
             "evaluations": self.eval_log.records(),
             "wall_time_s": time.perf_counter() - start,
         }
+        if self.grid.names:  # lanes are point-major: point p's seeds are p*seeds ... (p+1)*seeds-1
+            results["sweep"] = {"seeds": c.seeds, "points": self.grid.points}
         write_json(self.run_dir / "results.json", results)
         self.state = state
         return results

@@ -35,10 +35,14 @@ def seed_sharding(num_seeds: int, devices=None) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
-def seed_keys(seed: int, num_seeds: int, sharding: NamedSharding, salt: int = 0) -> jax.Array:
-    """Key i = fold_in(fold_in(key(seed), salt), i), placed along the sharded seed axis."""
+def seed_keys(
+    seed: int, num_seeds: int, sharding: NamedSharding, salt: int = 0, repeats: int = 1
+) -> jax.Array:
+    """Key i = fold_in(fold_in(key(seed), salt), i), placed along the sharded seed axis;
+    ``repeats`` times over (the lanes of a sweep: every point's seed i gets seed i's key)."""
     base = jax.random.fold_in(jax.random.key(seed), salt)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(np.arange(num_seeds))
+    seeds = np.tile(np.arange(num_seeds), repeats)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds)
     return put(keys, sharding)
 
 

@@ -351,8 +351,8 @@ class SyntherRun(OnlineRun):
     first time) in the row of the chunk that refreshed (the warm-up's refit in the next row),
     and every refit to ``run_dir/refreshes.jsonl``."""
 
-    def __init__(self, config: SyntherConfig, env=None, agent=None, devices=None):
-        super().__init__(config, env, agent, devices)
+    def __init__(self, config: SyntherConfig, env=None, agent=None, devices=None, sweep=None):
+        super().__init__(config, env, agent, devices, sweep)
         c = config
         self.counts = split_counts(c.batch_size, (c.synthetic_ratio, 1.0 - c.synthetic_ratio))
         obs_dim, action_dim = self.env.observation_size, self.env.action_size
@@ -409,6 +409,12 @@ def train_cli(args: argparse.Namespace) -> None:
     """``rlgen train synther``."""
     enable_compilation_cache()
     config = flags.from_arguments(SyntherConfig, args)
+    if getattr(args, "sweep", None):
+        from rlgen.train import sweep
+
+        make = lambda c, grid: SyntherRun(c, sweep=grid)  # noqa: E731
+        sweep.cli(make, config, args.sweep)
+        return
     results = SyntherRun(config).run()
     per_seed = [round(r, 1) for r in results["final_eval_return_per_seed"]]
     print(f"final evaluation return per seed: {per_seed}")
