@@ -19,12 +19,10 @@ TINY = dict(
     hidden=(16, 16),
     batch_size=16,
     num_samples=2,
-    pretrain_steps=20,
+    pretrain_steps=40,
     pretrain_eval_every=20,
-    steps=60,
-    warmup=20,
+    steps=0,  # offline only: the online loop's sweep runs in the CLI test below
     chunk=20,
-    eval_every=60,
     eval_episodes=1,
     checkpoint_every=0,
     progress=False,
@@ -45,14 +43,14 @@ def rows():
 
 def test_vmapped_grid_equals_one_run_per_point_with_one_compile(rows, tmp_path):
     """cql_alpha in (0.5, 5) x 2 seeds in one program: a point's lanes end where a run of that
-    point alone (2 seeds, same keys) ends; pretraining and fine-tuning compile once."""
+    point alone (2 seeds, same keys) ends; the pretraining chunk compiles once."""
     grid = FinetuneRun(
         FinetuneConfig(**TINY, run_dir=str(tmp_path / "grid")),
         dataset=rows,
         sweep={"cql_alpha": (0.5, 5.0)},
     )
     results = grid.run()
-    assert grid.pretrain_fn._cache_size() == 1 and grid.finetune_fn._cache_size() == 1
+    assert grid.pretrain_fn._cache_size() == 1
     assert results["sweep"] == {"seeds": 2, "points": [{"cql_alpha": 0.5}, {"cql_alpha": 5.0}]}
     np.testing.assert_array_equal(np.asarray(grid.state.agent.hp.cql_alpha), [0.5, 0.5, 5, 5])
     # the second point's lanes (2, 3) against a run of cql_alpha 5 alone (the first point's
@@ -68,8 +66,8 @@ def test_vmapped_grid_equals_one_run_per_point_with_one_compile(rows, tmp_path):
         point["final_return_per_seed"], single["final_return_per_seed"], rtol=1e-3
     )
     # per-point metrics beside the run's own
-    logged = tmp_path / "grid" / "points" / "cql_alpha=5" / "finetune" / "metrics.jsonl"
-    assert json.loads(logged.read_text().splitlines()[-1])["env_steps"] == 60
+    logged = tmp_path / "grid" / "points" / "cql_alpha=5" / "pretrain" / "metrics.jsonl"
+    assert [json.loads(line)["updates"] for line in logged.read_text().splitlines()] == [20, 40]
 
 
 def test_static_name_in_a_vmapped_sweep_is_refused(rows, tmp_path):
@@ -94,8 +92,9 @@ def test_parse_and_split_convert_values_and_name_bad_ones():
 
 
 def test_cli_static_and_vmapped_sweep_reports_every_point_and_resumes(tmp_path, capsys):
-    """`rlgen train sac --sweep utd=1,2 --sweep tau=...`: two compiled runs (one per UTD), each
-    vmapping two taus x 2 seeds; a report with the four points; --resume reads them back."""
+    """`rlgen train sac --sweep utd=1,2 --sweep tau=...`: two compiled runs (one per UTD), one
+    after the other, each vmapping two taus x 2 seeds; a report with the four points; --resume
+    reads them back."""
     args = ["train", "sac", "--backend", "mujoco", "--seeds", "2", "--hidden", "16", "16"]
     args += ["--batch-size", "16", "--steps", "60", "--warmup", "20", "--chunk", "20"]
     args += ["--eval-every", "0", "--eval-episodes", "1", "--buffer-size", "100", "--no-progress"]
@@ -104,7 +103,8 @@ def test_cli_static_and_vmapped_sweep_reports_every_point_and_resumes(tmp_path, 
     report = json.loads((tmp_path / "sweep.json").read_text())
     values = [p["values"] for p in report["points"]]
     assert values == [{"utd": u, "tau": t} for u in (1, 2) for t in (0.005, 0.02)]
-    assert all(len(p["evaluations"][-1]["score"]) == 2 for p in report["points"])
+    for point in report["points"]:
+        assert point["env_steps_per_seed"] == 60 and len(point["evaluations"][-1]["score"]) == 2
     for name in ("sweep_utd.png", "sweep_tau.png", "sweep_curves.png", "sweep.md"):
         assert (tmp_path / name).stat().st_size > 0
     rows = (tmp_path / "points" / "utd=2,tau=0.02" / "evaluations.csv").read_text().splitlines()
