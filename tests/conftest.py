@@ -79,6 +79,7 @@ FILES_BY_COST = (
     "test_offline_learning.py",  # 35
     "test_distributed.py",  # 34
     "test_cli.py",  # 33
+    "test_sweep.py",  # 32
     "test_synther.py",  # 28
     "test_diffusion.py",  # 25
     "test_parity.py",  # 24
