@@ -27,15 +27,13 @@ import jax
 
 from rlgen import plots, stats
 from rlgen.data import datasets
-from rlgen.train import generate
+from rlgen.train import generate, sweep
 from rlgen.train.finetune import FinetuneConfig, FinetuneRun
 
 ENV = "hopper"
-# label -> (run directory, FinetuneConfig overrides)
-ARMS = {
-    "TD3+BC -> TD3": ("td3", {"finetune_bc_weight": 0.0}),
-    "TD3+BC -> TD3+BC": ("td3bc", {"finetune_bc_weight": 1.0}),
-}
+# label -> the BC weight of fine-tuning; both arms are one run, a vmapped sweep over it, so they
+# compile once and pretrain with the same seeds' keys (the same offline policies)
+ARMS = {"TD3+BC -> TD3": 0.0, "TD3+BC -> TD3+BC": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +102,7 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
     print(f"rlgen demo ({scale} scale on {device}): {ENV} medium, {' vs '.join(ARMS)}")
     start = time.perf_counter()
 
-    print(f"1/3 dataset: {settings.rows} {ENV} medium rows from the shipped medium policy")
+    print(f"1/2 dataset: {settings.rows} {ENV} medium rows from the shipped medium policy")
     path = generate.generate(
         ENV,
         "medium",
@@ -116,26 +114,28 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
     meta = datasets.read_metadata(path)
     dataset_time = time.perf_counter() - start
 
+    print(f"2/2 {' and '.join(ARMS)}: one run, the BC weight of fine-tuning vmapped")
+    config = FinetuneConfig(
+        algo="td3bc",
+        env=ENV,
+        dataset=str(path),
+        run_dir=str(out / "arms"),
+        progress=progress,
+        **settings.finetune,
+    )
+    run = FinetuneRun(config, sweep={"finetune_bc_weight": tuple(ARMS.values())})
+    results = run.run()
     arms = {}
-    for i, (label, (name, overrides)) in enumerate(ARMS.items(), start=2):
-        print(f"{i}/3 {label}")
-        config = FinetuneConfig(
-            algo="td3bc",
-            env=ENV,
-            dataset=str(path),
-            run_dir=str(out / name),
-            progress=progress,
-            **{**settings.finetune, **overrides},
-        )
-        results = FinetuneRun(config).run()
+    for label, point in zip(
+        ARMS, sweep.split_results(results, run.grid, config.seeds), strict=True
+    ):
         arms[label] = {
-            "config": overrides,
-            "offline_score_per_seed": results["offline_score_per_seed"],
-            "final_score_per_seed": results["final_score_per_seed"],
-            "offline_iqm_ci": stats.bootstrap_ci(results["offline_score_per_seed"]),
-            "final_iqm_ci": stats.bootstrap_ci(results["final_score_per_seed"]),
-            "evaluations": results["evaluations"],
-            "wall_time_s": results["wall_time_s"],
+            "config": point["values"],
+            "offline_score_per_seed": point["offline_score_per_seed"],
+            "final_score_per_seed": point["final_score_per_seed"],
+            "offline_iqm_ci": stats.bootstrap_ci(point["offline_score_per_seed"]),
+            "final_iqm_ci": stats.bootstrap_ci(point["final_score_per_seed"]),
+            "evaluations": point["evaluations"],
         }
     summary = {
         "scale": scale,
@@ -146,6 +146,7 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
         "dataset_time_s": dataset_time,
         "seeds": settings.finetune["seeds"],
         "arms": arms,
+        "run_time_s": results["wall_time_s"],
         "total_time_s": time.perf_counter() - start,
     }
     table = _table(summary)
@@ -176,13 +177,14 @@ def _table(summary: dict) -> str:
         "",
         f"D4RL-normalised score, IQM [95% CI] over {summary['seeds']} seeds:",
         "",
-        "| method | after offline | after online | wall s |",
-        "|---|---:|---:|---:|",
+        "| method | after offline | after online |",
+        "|---|---:|---:|",
     ]
     for label, arm in summary["arms"].items():
-        lines.append(
-            f"| {label} | {_fmt(arm['offline_iqm_ci'])} | {_fmt(arm['final_iqm_ci'])} | "
-            f"{arm['wall_time_s']:.0f} |"
-        )
-    lines += ["", f"wall time {summary['total_time_s']:.0f} s"]
+        lines.append(f"| {label} | {_fmt(arm['offline_iqm_ci'])} | {_fmt(arm['final_iqm_ci'])} |")
+    lines += [
+        "",
+        f"both arms in one run of {summary['run_time_s']:.0f} s; "
+        f"wall time {summary['total_time_s']:.0f} s",
+    ]
     return "\n".join(lines)

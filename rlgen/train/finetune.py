@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 from pathlib import Path
 
 import jax
@@ -75,6 +76,10 @@ AUGMENT_DEFAULTS = {
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(RunConfig):
     """Offline pretraining then online fine-tuning over vmapped seeds."""
+
+    # run-level settings that are per-lane arrays in the compiled program, so a vmapped sweep
+    # may vary them like the agent's HParams (rlgen.train.sweep)
+    TRACED_SETTINGS: typing.ClassVar[tuple[str, ...]] = ("finetune_bc_weight",)
 
     algo: str = option("calql, cql, iql or td3bc", default="calql")
     dataset: str = option(
@@ -457,7 +462,7 @@ class FinetuneRun:
             mc_return=dataset.mc_return * self.reward_scale,
         )
         module, agent_config, hp = c.agent_spec(self.env.observation_size, self.env.action_size)
-        self.grid = sweeps.Grid.of(sweep, hp)
+        self.grid = sweeps.Grid.of(sweep, hp, c.TRACED_SETTINGS)
         self.lanes = c.seeds * len(self.grid)
         self.sharding = seed_sharding(self.lanes, devices)
         self.offline = put(replay.from_transitions(dataset), replicated(self.sharding))
@@ -579,6 +584,12 @@ class FinetuneRun:
         self.collect_fn = per_seed(collect)
         self.finetune_fn = per_seed(finetune, (0, None))
         self.eval_fn = per_seed(evaluate_seed, donate=False)
+
+    def _traced(self, name: str):
+        """A traced setting: its swept value per lane, else the config's."""
+        if name in self.grid.names:
+            return put(self.grid.lane_values(name, self.config.seeds), self.sharding)
+        return getattr(self.config, name)
 
     def lane_keys(self, salt: int = 0) -> jax.Array:
         """One key per lane (seed i of every sweep point gets seed i's key)."""
@@ -716,7 +727,7 @@ class FinetuneRun:
                 self.evaluate(state, "finetune", 0)
                 logger.log(0, summarize(offline_eval), 0, 0, self.lanes)
                 if c.algo == "td3bc":
-                    state = _set_hparam(state, "bc_weight", c.finetune_bc_weight)
+                    state = _set_hparam(state, "bc_weight", self._traced("finetune_bc_weight"))
                 if c.algo == "iql":  # the actor lr's decay covers pretraining only
                     state = _set_hparam(state, "actor_lr_decay", 0.0)
                 state = self.collect_fn(state) if self.warmup_blocks else state
@@ -766,8 +777,9 @@ def rollouts_due(every: int, chunk: int, updates: int) -> bool:
     return crossed(every, updates - chunk, updates)
 
 
-def _set_hparam(state, name: str, value: float):
-    """Replace one hyperparameter of every seed's agent (e.g. TD3+BC's BC weight online)."""
+def _set_hparam(state, name: str, value):
+    """Replace one hyperparameter of every lane's agent (e.g. TD3+BC's BC weight online) with
+    ``value``: one number, or one per lane."""
     hp = state.agent.hp
     new = getattr(hp, name) * 0 + value
     return state.replace(agent=state.agent.replace(hp=hp.replace(**{name: new})))

@@ -28,6 +28,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -57,10 +58,17 @@ def parse(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return sweep
 
 
+def vmappable(hp, traced: Sequence[str] = ()) -> set[str]:
+    """Names a vmapped sweep may vary: the fields of the agent's ``HParams`` ``hp`` (but those
+    in ``DATA_HPARAMS``) and the run's ``traced`` settings (run-level values that are arrays in
+    the compiled program, e.g. ``FinetuneConfig.TRACED_SETTINGS``)."""
+    return {f.name for f in dataclasses.fields(hp)} - set(DATA_HPARAMS) | set(traced)
+
+
 def split(sweep: Mapping[str, Sequence], config, hp) -> tuple[dict, dict]:
     """(vmapped, static) parts of ``sweep`` for a run of ``config`` whose agent has
     hyperparameters ``hp``; values converted to the field's type. Unknown names raise."""
-    hp_names = {f.name for f in dataclasses.fields(hp)} - set(DATA_HPARAMS)
+    hp_names = vmappable(hp, getattr(config, "TRACED_SETTINGS", ()))
     config_fields = {f.name: f for f in dataclasses.fields(config)}
     vmapped, static = {}, {}
     for name, values in sweep.items():
@@ -99,16 +107,18 @@ class Grid:
     values: tuple[tuple[float, ...], ...] = ()
 
     @classmethod
-    def of(cls, sweep: Mapping[str, Sequence[float]] | None, hp) -> Grid:
-        """The grid of ``sweep`` over fields of ``hp`` (the agent's base ``HParams``); a name
-        that is not one is refused, static names with a pointer to static sweeps."""
+    def of(
+        cls, sweep: Mapping[str, Sequence[float]] | None, hp, traced: Sequence[str] = ()
+    ) -> Grid:
+        """The grid of ``sweep`` over :func:`vmappable` names (``hp``: the agent's base
+        ``HParams``); another name is refused, with a pointer to static sweeps."""
         sweep = dict(sweep or {})
-        hp_names = {f.name for f in dataclasses.fields(hp)}
+        allowed = vmappable(hp, traced)
         for name, values in sweep.items():
-            if name not in hp_names or name in DATA_HPARAMS:
+            if name not in allowed:
                 raise ValueError(
-                    f"{name!r} cannot be vmapped: only the agent's hyperparameters "
-                    f"({', '.join(sorted(hp_names - set(DATA_HPARAMS)))}) can share one compiled "
+                    f"{name!r} cannot be vmapped: only the agent's hyperparameters and traced "
+                    f"settings ({', '.join(sorted(allowed))}) can share one compiled "
                     f"program; {name} changes the program (or, for gamma, the data's returns), so "
                     "sweep it as a static value: one run per value with the CLI's --sweep, or "
                     "rlgen.train.sweep.run"
@@ -134,10 +144,13 @@ class Grid:
         full = {
             k: None if v is None else jnp.full((lanes,), v, jnp.float32) for k, v in leaves.items()
         }
-        for name in self.names:
-            values = [point[name] for point in self.points]
-            full[name] = jnp.asarray(np.repeat(values, seeds), jnp.float32)
+        full.update((name, self.lane_values(name, seeds)) for name in self.names if name in full)
         return hp.replace(**full)
+
+    def lane_values(self, name: str, seeds: int) -> jax.Array:
+        """Swept ``name``'s value per lane (points x seeds, point-major), float32."""
+        values = [point[name] for point in self.points]
+        return jnp.asarray(np.repeat(values, seeds), jnp.float32)
 
 
 def label(point: Mapping) -> str:
