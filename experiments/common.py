@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen import plots, runinfo, stats
+from rlgen import budgets, plots, runinfo, stats
 from rlgen.train import sweep
 
 
@@ -83,18 +83,9 @@ class Protocol:
 # datasets from rlgen's reference hopper policies (rlgen/policies; medium-replay also needs the
 # behaviour run's directory, see rlgen.train.generate), cached after the first protocol
 CPU = dict(
+    **budgets.CPU.overrides(),
     generate_size=100_000,
-    seeds=4,
-    pretrain_steps=3_000,
-    steps=6_000,
-    warmup=1_000,
-    chunk=500,
-    pretrain_eval_every=1_000,
-    eval_every=1_000,
-    eval_episodes=4,
-    batch_size=128,
     num_samples=4,
-    hidden=(128, 128),
     progress=False,
 )
 # generator settings of the cpu scales (SynthER / EDIS): a 256-wide denoiser, short fits
@@ -106,19 +97,10 @@ CPU_DIFFUSION = dict(
 )
 
 SMOKE = dict(
+    **budgets.SMOKE.overrides(),
     dataset="random",
     generate_size=2_000,
-    seeds=2,
-    pretrain_steps=100,
-    steps=400,
-    warmup=200,
-    chunk=100,
-    pretrain_eval_every=0,
-    eval_every=200,
-    eval_episodes=1,
-    batch_size=32,
     num_samples=2,
-    hidden=(16, 16),
     backend="mujoco",
     diffusion_width=16,
     diffusion_steps=20,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from rlgen import plots, stats
+from rlgen import budgets, plots, stats
 from rlgen.data import datasets
 from rlgen.train import generate, sweep
 from rlgen.train.finetune import FinetuneConfig, FinetuneRun
@@ -38,10 +38,10 @@ ARMS = {"TD3+BC -> TD3": 0.0, "TD3+BC -> TD3+BC": 1.0}
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """The demo's budgets at one scale: dataset rows and the fine-tuning settings."""
+    """The demo's budgets at one scale: dataset rows and the fine-tuning run's budget."""
 
     rows: int
-    finetune: dict
+    budget: budgets.Budget
     rollout_envs: int = 100
 
 
@@ -49,43 +49,30 @@ SCALES = {
     "ci": Scale(
         rows=2_000,
         rollout_envs=4,
-        finetune=dict(
-            seeds=2,
-            pretrain_steps=200,
-            steps=600,
-            warmup=200,
-            chunk=100,
-            pretrain_eval_every=0,
-            eval_every=200,
-            eval_episodes=2,
-            batch_size=64,
-            hidden=(32, 32),
+        budget=budgets.SMOKE.but(
+            pretrain_steps=200, steps=600, eval_episodes=2, batch_size=64, hidden=(32, 32)
         ),
     ),
     "cpu": Scale(
         rows=50_000,
-        finetune=dict(
-            seeds=4,
-            pretrain_steps=5_000,
-            steps=6_000,
-            warmup=1_000,
-            chunk=500,
-            pretrain_eval_every=0,
-            eval_every=500,
-            eval_episodes=4,
-            batch_size=256,
-            hidden=(128, 128),
+        budget=budgets.CPU.but(
+            pretrain_steps=5_000, pretrain_eval_every=0, eval_every=500, batch_size=256
         ),
     ),
+    # FinetuneConfig's own warm-up, chunk, batch size and 256-wide networks
     "gpu": Scale(
         rows=1_000_000,
-        finetune=dict(
+        budget=budgets.Budget(
             seeds=5,
             pretrain_steps=200_000,
             steps=100_000,
+            warmup=1_000,
+            chunk=1_000,
+            pretrain_eval_every=50_000,
             eval_every=5_000,
             eval_episodes=10,
-            pretrain_eval_every=50_000,
+            batch_size=256,
+            hidden=(256, 256),
         ),
     ),
 }
@@ -121,7 +108,7 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
         dataset=str(path),
         run_dir=str(out / "arms"),
         progress=progress,
-        **settings.finetune,
+        **settings.budget.overrides(),
     )
     run = FinetuneRun(config, sweep={"finetune_bc_weight": tuple(ARMS.values())})
     results = run.run()
@@ -144,7 +131,7 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
         "dataset": {"path": str(path), "kind": "medium", "rows": meta["size"]},
         "policy_score": meta["policy_score"],
         "dataset_time_s": dataset_time,
-        "seeds": settings.finetune["seeds"],
+        "seeds": settings.budget.seeds,
         "arms": arms,
         "run_time_s": results["wall_time_s"],
         "total_time_s": time.perf_counter() - start,
