@@ -13,7 +13,8 @@ D4RL-normalised scores):
   the reference behaviour run up to its medium checkpoint), the same number of updates;
 - ``online-<task>``: rlgen's online SAC against sbx's SAC (defaults of both: lr 3e-4, 5k
   uniform random warm-up steps, 1 env, UTD 1), rlgen stepping its Gymnasium-parity env, sbx
-  Gymnasium's.
+  Gymnasium's; ``online-<task>-utd20`` (full scale): each at UTD 20 with its own high-UTD
+  settings (``HIGH_UTD``).
 
 Each peer runs in its own virtual environment under ``--venvs`` (made on first use from
 ``benchmarks.peers.PEERS``, so d3rlpy's gymnasium pin never touches rlgen's environment). rlgen
@@ -64,6 +65,7 @@ class Scale:
     offline: tuple[tuple[str, int], ...]  # (algorithm, updates)
     offline_evals: int  # evaluations per offline run, evenly spaced
     online_tasks: tuple[str, ...]
+    high_utd_tasks: tuple[str, ...]  # also at UTD 20: rlgen's 10 critics + LayerNorm, sbx's DroQ
     online_steps: int
     online_warmup: int
     online_eval_every: int
@@ -79,6 +81,7 @@ SCALES = {
         offline=(("td3bc", 20),),  # the other learners' code paths are the suite's elsewhere
         offline_evals=2,
         online_tasks=("hopper",),
+        high_utd_tasks=(),
         online_steps=300,
         online_warmup=200,
         online_eval_every=100,
@@ -98,6 +101,7 @@ SCALES = {
         offline=(("td3bc", 5_000), ("iql", 5_000), ("cql", 2_000), ("calql", 2_000)),
         offline_evals=4,
         online_tasks=("hopper", "halfcheetah"),
+        high_utd_tasks=(),  # rlgen's 10-critic UTD 20 SAC steps ~2 env steps/s on this CPU
         online_steps=30_000,
         online_warmup=5_000,
         online_eval_every=5_000,
@@ -111,6 +115,7 @@ SCALES = {
         offline=tuple((algo, 1_000_000) for algo in OFFLINE_ALGOS),
         offline_evals=20,
         online_tasks=("hopper", "halfcheetah", "walker2d"),
+        high_utd_tasks=("hopper", "halfcheetah", "walker2d"),
         online_steps=100_000,
         online_warmup=5_000,
         online_eval_every=5_000,
@@ -206,7 +211,15 @@ def rlgen_offline(scale: Scale, algo: str, updates: int, dataset: Path, run_dir:
     }
 
 
-def rlgen_online(scale: Scale, task: str, run_dir: Path) -> dict:
+# UTD 20 settings: rlgen's REDQ-style ensemble (10 critics, LayerNorm, a random 2 in the
+# target) and sbx's DroQ (2 critics with dropout 0.01 and LayerNorm), each library's own
+HIGH_UTD = {
+    "rlgen": dict(utd=20, num_critics=10, critic_layer_norm=True),
+    "sbx": dict(utd=20, n_critics=2, layer_norm=True, dropout_rate=0.01),
+}
+
+
+def rlgen_online(scale: Scale, task: str, run_dir: Path, high_utd: bool = False) -> dict:
     from rlgen.train.runner import OnlineConfig, OnlineRun
 
     config = OnlineConfig(
@@ -223,6 +236,7 @@ def rlgen_online(scale: Scale, task: str, run_dir: Path) -> dict:
         checkpoint_every=0,
         run_dir=str(fresh(run_dir)),
         progress=False,
+        **(HIGH_UTD["rlgen"] if high_utd else {}),
     )
     results = OnlineRun(config).run()
     rate = steady_rate(run_dir / "metrics.jsonl", "env_steps_per_s") / scale.seeds
@@ -270,13 +284,14 @@ def offline_pair(scale, algo, updates, dataset, out, args) -> dict:
     return {"task": scale.dataset[0], "steps": "updates", **compare(scale.dataset[0], learners)}
 
 
-def online_pair(scale, task, out, args) -> dict:
-    jobs = out / "jobs" / f"online-{task}"
+def online_pair(scale, task, out, args, high_utd: bool = False) -> dict:
+    name = f"online-{task}" + ("-utd20" if high_utd else "")
+    jobs = out / "jobs" / name
     learners = {
         "rlgen": cached(
             jobs / "rlgen.json",
             args.resume,
-            lambda: rlgen_online(scale, task, out / "runs" / f"online-{task}"),
+            lambda: rlgen_online(scale, task, out / "runs" / name, high_utd),
         )
     }
     if args.peers != "none":
@@ -291,8 +306,8 @@ def online_pair(scale, task, out, args) -> dict:
                 seed=seed,
                 batch_size=scale.batch_size,
                 hidden=list(scale.hidden),
-                utd=1,
                 buffer_size=1_000_000,
+                **(HIGH_UTD["sbx"] if high_utd else {"utd": 1}),
             )
             path = jobs / f"sbx-seed{seed}.json"
             make = lambda job=job, path=path: run_peer(  # noqa: E731
@@ -430,9 +445,12 @@ def main(argv=None) -> None:
             pairs[f"offline-{algo}"] = offline_pair(scale, algo, updates, dataset, args.out, args)
             print(f"offline-{algo}: {pairs[f'offline-{algo}'].get('verdict', 'done')}", flush=True)
     if args.only != "offline":
-        for task in scale.online_tasks:
-            pairs[f"online-{task}"] = online_pair(scale, task, args.out, args)
-            print(f"online-{task}: {pairs[f'online-{task}'].get('verdict', 'done')}", flush=True)
+        runs = [(task, False) for task in scale.online_tasks]
+        runs += [(task, True) for task in scale.high_utd_tasks]
+        for task, high_utd in runs:
+            name = f"online-{task}" + ("-utd20" if high_utd else "")
+            pairs[name] = online_pair(scale, task, args.out, args, high_utd)
+            print(f"{name}: {pairs[name].get('verdict', 'done')}", flush=True)
     report = {
         "scale_name": args.scale,
         "scale": dataclasses.asdict(scale),

@@ -4,7 +4,8 @@
 
 ``JOB.json``: ``env_id`` (e.g. Hopper-v5), ``steps``, ``warmup`` (uniform random actions
 before learning, sbx's ``learning_starts``), ``eval_every``, ``eval_episodes``, ``seed``,
-``batch_size``, ``hidden``, ``utd``, ``buffer_size``. Everything else is sbx's default
+``batch_size``, ``hidden``, ``utd``, ``buffer_size``, optionally ``n_critics``, ``layer_norm``,
+``dropout_rate`` (sbx's high-UTD DroQ settings). Everything else is sbx's default
 (lr 3e-4, tau 0.005, gamma 0.99, automatic entropy with target -|A|). Writes ``RESULT.json``:
 deterministic evaluation returns by env step and the seconds spent in ``learn`` alone.
 """
@@ -33,7 +34,10 @@ def main(job_path: str, result_path: str) -> None:
         batch_size=job["batch_size"],
         train_freq=1,
         gradient_steps=job["utd"],
-        policy_kwargs={"net_arch": list(job["hidden"])},
+        policy_kwargs={
+            "net_arch": list(job["hidden"]),
+            **{k: job[k] for k in ("n_critics", "layer_norm", "dropout_rate") if k in job},
+        },
         seed=job["seed"],
         verbose=0,
     )
