@@ -382,13 +382,16 @@ def plot(name: str, pair: dict, out: Path) -> Path:
     )
 
 
-def rate_of(record: dict) -> str:
+def rate_of(learner: str, record: dict, seeds: int) -> str:
+    """``per seed / whole machine`` rate: rlgen runs its seeds at once (the machine's rate is
+    seeds x the per-seed one), a peer one seed at a time (the two are the same)."""
     for key, unit in (
         ("updates_per_s_per_seed", "updates/s"),
         ("env_steps_per_s_per_seed", "env steps/s"),
     ):
         if key in record:
-            return f"{record[key]:.1f} {unit}"
+            together = record[key] * (seeds if learner == "rlgen" else 1)
+            return f"{record[key]:.1f} / {together:.1f} {unit}"
     return ""
 
 
@@ -408,14 +411,15 @@ def markdown(report: dict) -> str:
         f"device: {device(report['system'])}; seeds {s['seeds']}, hidden {s['hidden']}, "
         f"batch {s['batch_size']}, {s['eval_episodes']} deterministic evaluation episodes",
         "",
-        "| pair | learner | final IQM [95% CI] | per-seed scores | per-seed rate | verdict |",
+        "| pair | learner | final IQM [95% CI] | per-seed scores | rate: per seed / machine "
+        "| verdict |",
         "|---|---|---|---|---|---|",
     ]
     for name, pair in report["pairs"].items():
         for learner, final in pair["final"].items():
             scores = ", ".join(f"{v:.1f}" for v in final["scores"])
             cell = f"{final['iqm']:.1f} [{final['low']:.1f}, {final['high']:.1f}]"
-            rate = rate_of(pair["learners"][learner])
+            rate = rate_of(learner, pair["learners"][learner], s["seeds"])
             mark = pair.get("verdict", "") if learner == "rlgen" else ""
             lines.append(f"| {name} | {learner} | {cell} | {scores} | {rate} | {mark} |")
     lines += ["", f"command: `{report['command']}`", ""]
