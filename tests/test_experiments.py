@@ -51,7 +51,7 @@ def test_every_run_of_every_scale_has_a_valid_config(name):
         for task, arm in runs:
             config = protocol.make_config(run_overrides(protocol, task, arm, scale))
             assert config.env == protocol.tasks[task]["env"]
-            _, static = sweep.split(arm.sweep, config, config.hparams())
+            _, static = sweep.split(arm.sweep, config)
             for values in itertools.product(*static.values()):  # each static run's config
                 dataclasses.replace(config, **dict(zip(static, values, strict=True)))
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from rlgen import cli
-from rlgen.agents import cql
 from rlgen.train import sweep
 from rlgen.train.finetune import FinetuneConfig, FinetuneRun
 
@@ -80,15 +79,20 @@ def test_static_name_in_a_vmapped_sweep_is_refused(rows, tmp_path):
 
 def test_parse_and_split_convert_values_and_name_bad_ones():
     specs = sweep.parse(["cql_alpha=1,5", "hidden=32x32,64x64", "lagrange=true,false"])
-    vmapped, static = sweep.split(specs, FinetuneConfig(), FinetuneConfig().hparams())
+    vmapped, static = sweep.split(specs, FinetuneConfig())
     assert vmapped == {"cql_alpha": (1.0, 5.0)}
+    traced = sweep.split({"finetune_bc_weight": ("0", "1")}, FinetuneConfig(algo="td3bc"))[0]
+    assert sweep.Grid.of(traced, FinetuneConfig(algo="td3bc")).points == [
+        {"finetune_bc_weight": 0.0},
+        {"finetune_bc_weight": 1.0},
+    ]
     assert static == {"hidden": ((32, 32), (64, 64)), "lagrange": (True, False)}
     with pytest.raises(ValueError, match="NAME=V1,V2"):
         sweep.parse(["cql_alpha"])
     with pytest.raises(ValueError, match="cannot sweep 'run_dir'"):
-        sweep.split({"run_dir": ("a",)}, FinetuneConfig(), cql.HParams())
+        sweep.split({"run_dir": ("a",)}, FinetuneConfig())
     with pytest.raises(ValueError, match="utd: 'x' is not a int"):
-        sweep.split({"utd": ("x",)}, FinetuneConfig(), cql.HParams())
+        sweep.split({"utd": ("x",)}, FinetuneConfig())
 
 
 def test_cli_static_and_vmapped_sweep_reports_every_point_and_resumes(tmp_path, capsys):

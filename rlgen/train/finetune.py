@@ -29,7 +29,7 @@ import numpy as np
 
 from rlgen import envs, runinfo
 from rlgen.agents import cql, iql, td3bc
-from rlgen.agents.common import Agent, with_hparams, with_obs_normalizer
+from rlgen.agents.common import with_hparams, with_obs_normalizer
 from rlgen.config import check, option
 from rlgen.data import datasets, replay
 from rlgen.data.episodes import UNKNOWN_RETURN
@@ -359,11 +359,6 @@ class FinetuneConfig(RunConfig):
         config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
         return td3bc, config, self.hparams()
 
-    def agent(self, obs_dim: int, action_dim: int) -> Agent:
-        """The configured agent with its hyperparameters."""
-        module, config, hp = self.agent_spec(obs_dim, action_dim)
-        return module.make_agent(config, hp)
-
 
 def load_dataset(config: FinetuneConfig) -> tuple[Transition, dict]:
     """The configured dataset as transitions with MC returns (generated if it is a kind)."""
@@ -462,7 +457,7 @@ class FinetuneRun:
             mc_return=dataset.mc_return * self.reward_scale,
         )
         module, agent_config, hp = c.agent_spec(self.env.observation_size, self.env.action_size)
-        self.grid = sweeps.Grid.of(sweep, hp, c.TRACED_SETTINGS)
+        self.grid = sweeps.Grid.of(sweep, c)
         self.lanes = c.seeds * len(self.grid)
         self.sharding = seed_sharding(self.lanes, devices)
         self.offline = put(replay.from_transitions(dataset), replicated(self.sharding))

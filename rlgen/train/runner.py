@@ -143,7 +143,7 @@ class OnlineRun:
         self.vec_env = envs.AutoReset(self.env)
         self.agent = agent or config.sac_agent(self.env.observation_size, self.env.action_size)
         self.loop = LoopConfig(config.num_envs, config.utd, config.batch_size, config.buffer_size)
-        self.grid = sweeps.Grid.of(sweep, config.hparams())
+        self.grid = sweeps.Grid.of(sweep, config)
         self.lanes = config.seeds * len(self.grid)
         self.sharding = seed_sharding(self.lanes, devices)
         self.lane_hp = put(self.grid.lane_hparams(config.hparams(), config.seeds), self.sharding)

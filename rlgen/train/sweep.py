@@ -58,17 +58,18 @@ def parse(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return sweep
 
 
-def vmappable(hp, traced: Sequence[str] = ()) -> set[str]:
-    """Names a vmapped sweep may vary: the fields of the agent's ``HParams`` ``hp`` (but those
-    in ``DATA_HPARAMS``) and the run's ``traced`` settings (run-level values that are arrays in
-    the compiled program, e.g. ``FinetuneConfig.TRACED_SETTINGS``)."""
-    return {f.name for f in dataclasses.fields(hp)} - set(DATA_HPARAMS) | set(traced)
+def vmappable(config) -> set[str]:
+    """Names a vmapped sweep of a run of ``config`` may vary: the fields of its agent's
+    ``HParams`` (``config.hparams()``; but those in ``DATA_HPARAMS``) and the config's
+    ``TRACED_SETTINGS`` (run-level values that are arrays in the compiled program)."""
+    hp_names = {f.name for f in dataclasses.fields(config.hparams())}
+    return hp_names - set(DATA_HPARAMS) | set(getattr(config, "TRACED_SETTINGS", ()))
 
 
-def split(sweep: Mapping[str, Sequence], config, hp) -> tuple[dict, dict]:
-    """(vmapped, static) parts of ``sweep`` for a run of ``config`` whose agent has
-    hyperparameters ``hp``; values converted to the field's type. Unknown names raise."""
-    hp_names = vmappable(hp, getattr(config, "TRACED_SETTINGS", ()))
+def split(sweep: Mapping[str, Sequence], config) -> tuple[dict, dict]:
+    """(vmapped, static) parts of ``sweep`` for a run of ``config``; values converted to the
+    field's type. Unknown names raise."""
+    hp_names = vmappable(config)
     config_fields = {f.name: f for f in dataclasses.fields(config)}
     vmapped, static = {}, {}
     for name, values in sweep.items():
@@ -107,13 +108,11 @@ class Grid:
     values: tuple[tuple[float, ...], ...] = ()
 
     @classmethod
-    def of(
-        cls, sweep: Mapping[str, Sequence[float]] | None, hp, traced: Sequence[str] = ()
-    ) -> Grid:
-        """The grid of ``sweep`` over :func:`vmappable` names (``hp``: the agent's base
-        ``HParams``); another name is refused, with a pointer to static sweeps."""
+    def of(cls, sweep: Mapping[str, Sequence[float]] | None, config) -> Grid:
+        """The grid of ``sweep`` over the :func:`vmappable` names of a run of ``config``;
+        another name is refused, with a pointer to static sweeps."""
         sweep = dict(sweep or {})
-        allowed = vmappable(hp, traced)
+        allowed = vmappable(config)
         for name, values in sweep.items():
             if name not in allowed:
                 raise ValueError(
@@ -146,6 +145,10 @@ class Grid:
         }
         full.update((name, self.lane_values(name, seeds)) for name in self.names if name in full)
         return hp.replace(**full)
+
+    def lanes(self, point: int, seeds: int) -> slice:
+        """The lanes of point ``point`` (point-major: ``point * seeds`` onwards)."""
+        return slice(point * seeds, (point + 1) * seeds)
 
     def lane_values(self, name: str, seeds: int) -> jax.Array:
         """Swept ``name``'s value per lane (points x seeds, point-major), float32."""
@@ -186,7 +189,7 @@ class PointLogs:
                 path = self.run_dir / "points" / label(point) / phase
                 path.mkdir(parents=True, exist_ok=True)
                 self._loggers[key] = Logger(path, 0, progress=False, step_name=step_name)
-            lanes = slice(p * self.seeds, (p + 1) * self.seeds)
+            lanes = self.grid.lanes(p, self.seeds)
             row = summarize({k: np.asarray(v)[lanes] for k, v in per_lane.items()})
             self._loggers[key].log(step, row, 0, 0)
 
@@ -205,7 +208,7 @@ def split_results(results: dict, grid: Grid, seeds: int) -> list[dict]:
     ``return`` / ``score`` cut to that point's seeds."""
     points = []
     for p, point in enumerate(grid.points if grid.names else [{}]):
-        lanes = slice(p * seeds, (p + 1) * seeds)
+        lanes = grid.lanes(p, seeds)
         out = {k: v for k, v in results.items() if not isinstance(v, list | dict)}
         out.update(
             (k, v[lanes])
@@ -225,8 +228,8 @@ def run(make_run: Callable, config, sweep: Mapping[str, Sequence]) -> dict:
     each static combination is one run, made by ``make_run(config, vmapped_sweep)``, in
     ``config.run_dir/<label>`` (or ``run_dir`` itself when nothing is static), one after
     another; returns the report (also written)."""
-    hp = config.hparams()
-    vmapped, static = split(sweep, config, hp)
+    vmapped, static = split(sweep, config)
+    grid = Grid.of(vmapped, config)
     run_dir = Path(config.run_dir)
     combos = [dict(zip(static, c, strict=True)) for c in itertools.product(*static.values())]
     points = []
@@ -241,7 +244,6 @@ def run(make_run: Callable, config, sweep: Mapping[str, Sequence]) -> dict:
                 print(f"sweep: {label(combo)}", flush=True)
             sub = dataclasses.replace(config, run_dir=str(sub_dir), **combo)
             results = make_run(sub, vmapped).run()
-        grid = Grid.of(vmapped, hp)
         for point in split_results(results, grid, config.seeds):
             point["values"] = {**combo, **point["values"]}
             points.append(point)
