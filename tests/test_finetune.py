@@ -392,7 +392,8 @@ def test_rollout_buffer_packs_the_valid_rows_in_order(random_hopper):
         rollout_horizon=4,
     )
     model, _ = dynamics.fit(jax.random.key(0), config.model, random_hopper)
-    agent = FinetuneConfig(algo="calql", hidden=(16, 16)).agent(11, 3)
+    module, agent_config, hp = FinetuneConfig(algo="calql", hidden=(16, 16)).agent_spec(11, 3)
+    agent = module.make_agent(agent_config, hp)
     agent_state = agent.init(jax.random.key(1))
     offline = replay.from_transitions(random_hopper)
     key = jax.random.key(2)
