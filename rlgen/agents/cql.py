@@ -20,7 +20,6 @@ one actor + temperature update on the last batch (as ``sac.update``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import flax.struct
@@ -28,7 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
+from rlgen.agents import core
+from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams
 from rlgen.data.transition import Transition
 
 MAX_ALPHA_PRIME = 1e6
@@ -103,13 +103,11 @@ def resolve_hparams(hp: HParams | None) -> HParams:
 
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
     hp = resolve_hparams(hp)
-    actor, critic = networks(config)
-    k_actor, k_critic = jax.random.split(key)
-    obs = jnp.zeros((1, config.obs_dim))
-    act = jnp.zeros((1, config.action_dim))
-    critic_params = critic.init(k_critic, obs, act)
+    actor_params, critic_params = core.actor_critic_params(
+        key, *networks(config), config.obs_dim, config.action_dim
+    )
     return State(
-        actor=Optimized.create(actor.init(k_actor, obs)),
+        actor=Optimized.create(actor_params),
         critic=Optimized.create(critic_params),
         target_critic=critic_params,
         log_alpha=Optimized.create(jnp.log(hp.init_alpha)),
@@ -121,21 +119,12 @@ def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
 
 def sample_actions(config: Config, actor_params, obs: jax.Array, key: jax.Array, num: int):
     """``num`` reparameterised actions per observation: (B, num, d) actions, (B, num) log pi."""
-    mean, log_std = networks(config)[0].apply(actor_params, obs)
-    shape = (*mean.shape[:-1], num, mean.shape[-1])
-    return nets.tanh_gaussian_sample(
-        key,
-        jnp.broadcast_to(mean[..., None, :], shape),
-        jnp.broadcast_to(log_std[..., None, :], shape),
-    )
+    return core.sample_tanh_gaussian(networks(config)[0], actor_params, obs, key, num)
 
 
 def act(config: Config, state: State, obs: jax.Array, key: jax.Array, deterministic: bool = False):
     """Actions for a batch of observations: sampled, or tanh(mean) when ``deterministic``."""
-    if deterministic:
-        mean, _ = networks(config)[0].apply(state.actor.params, obs)
-        return jnp.tanh(mean)
-    return sample_actions(config, state.actor.params, obs, key, 1)[0][..., 0, :]
+    return core.act_tanh_gaussian(networks(config)[0], state.actor.params, obs, key, deterministic)
 
 
 def q_at(config: Config, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
@@ -231,7 +220,7 @@ def critic_loss(config: Config, critic_params, hp: HParams, batch, target, sampl
     n = config.num_samples
     q_data, q_uniform, q_pi, q_next = jnp.split(q, [1, n + 1, 2 * n + 1], axis=-1)
     q_data = q_data[..., 0]
-    td_loss = ((q_data - target) ** 2).mean(axis=-1).sum()
+    td_loss = core.td_loss(q_data, target)
     penalty, rate = cql_penalty(
         q_data, q_uniform, q_pi, logp_pi, q_next, logp_next, batch.mc_return,
         config.calibrated, config.action_dim, hp.cql_temp,
@@ -274,12 +263,8 @@ def update_critic(config: Config, state: State, batch: Transition, key: jax.Arra
     samples = (jnp.concatenate([uniform, a_pi, a_next], axis=1), logp_pi, logp_next)
     samples = jax.lax.stop_gradient(samples)
     weight = state.hp.cql_alpha * (alpha_prime(state) if config.lagrange else 1.0)
-    grads, (penalty, metrics) = jax.grad(
-        lambda p: critic_loss(config, p, state.hp, batch, target, samples, weight), has_aux=True
-    )(state.critic.params)
-    critic = adam_step(state.critic, grads, state.hp.critic_lr)
-    state = state.replace(
-        critic=critic, target_critic=polyak(state.target_critic, critic.params, state.hp.tau)
+    state, (penalty, metrics) = core.critic_step(
+        state, lambda p: critic_loss(config, p, state.hp, batch, target, samples, weight)
     )
     if config.lagrange:
         state = update_alpha_prime(state, penalty)
@@ -290,25 +275,14 @@ def actor_loss(config: Config, actor_params, critic_params, log_alpha, batch, ke
     """E[alpha log pi(a|s) - min_k Q_k(s, a)], a ~ pi."""
     action, logp = sample_actions(config, actor_params, batch.obs, key, 1)
     q = q_at(config, critic_params, batch.obs, action).min(axis=0)
-    loss = (jnp.exp(log_alpha) * logp - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -logp.mean(), "logp": logp}
+    return core.max_entropy_actor_loss(log_alpha, logp, q)
 
 
 def update_actor(config: Config, state: State, batch: Transition, key: jax.Array):
     """One actor step and one temperature step (SAC's) on a (B,) batch."""
-    grads, metrics = jax.grad(
-        lambda p: actor_loss(config, p, state.critic.params, state.log_alpha.params, batch, key),
-        has_aux=True,
-    )(state.actor.params)
-    actor = adam_step(state.actor, grads, state.hp.actor_lr)
-    target_entropy = -state.hp.target_entropy_scale * config.action_dim
-    logp = jax.lax.stop_gradient(metrics.pop("logp"))
-    alpha_loss, alpha_grad = jax.value_and_grad(lambda la: -(la * (logp + target_entropy)).mean())(
-        state.log_alpha.params
-    )
-    log_alpha = adam_step(state.log_alpha, alpha_grad, state.hp.alpha_lr)
-    metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha.params))
-    return state.replace(actor=actor, log_alpha=log_alpha), metrics
+    critic, log_alpha = state.critic.params, state.log_alpha.params
+    loss = lambda p: actor_loss(config, p, critic, log_alpha, batch, key)  # noqa: E731
+    return core.actor_and_temperature_step(state, loss, config.action_dim)
 
 
 def update(config: Config, state: State, batches: Transition, key: jax.Array):
@@ -316,34 +290,9 @@ def update(config: Config, state: State, batches: Transition, key: jax.Array):
 
     Returns the new state and the metrics of the last critic step and the actor step.
     """
-    if batches.obs.shape[-1] != config.obs_dim or batches.action.shape[-1] != config.action_dim:
-        raise ValueError(
-            f"batch obs/action dims {batches.obs.shape[-1]}/{batches.action.shape[-1]} do not "
-            f"match config {config.obs_dim}/{config.action_dim}"
-        )
-    if batches.reward.ndim == 1:
-        batches = jax.tree.map(lambda x: x[None], batches)
-    k_critic, k_actor = jax.random.split(key)
-
-    def critic_step(s, xs):
-        batch, k = xs
-        return update_critic(config, s, batch, k)
-
-    keys = jax.random.split(k_critic, batches.reward.shape[0])
-    state, critic_metrics = jax.lax.scan(critic_step, state, (batches, keys))
-    last = jax.tree.map(lambda x: x[-1], batches)
-    state, actor_metrics = update_actor(config, state, last, k_actor)
-    metrics = {**jax.tree.map(lambda x: x[-1], critic_metrics), **actor_metrics}
-    return state.replace(step=state.step + 1), metrics
+    return core.critics_then_actor(config, update_critic, update_actor, state, batches, key)
 
 
 def make_agent(config: Config, hp: HParams | None = None) -> Agent:
     """CQL (``calibrated=False``) or Cal-QL as an :class:`Agent` for the runners."""
-    return Agent(
-        name="calql" if config.calibrated else "cql",
-        init=functools.partial(init, config=config, hp=hp),
-        update=functools.partial(update, config),
-        act=functools.partial(act, config),
-        obs_dim=config.obs_dim,
-        action_dim=config.action_dim,
-    )
+    return core.agent("calql" if config.calibrated else "cql", config, hp, init, update, act)

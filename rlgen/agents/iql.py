@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
+from rlgen.agents import core
+from rlgen.agents.common import Agent, Optimized, check_sizes, float_hparams
 from rlgen.data.transition import Transition
 
 
@@ -85,15 +86,15 @@ def networks(config: Config) -> tuple[nets.GaussianPolicy, nets.QEnsemble, nets.
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
     hp = float_hparams(HParams, hp)
     actor, critic, value = networks(config)
-    k_actor, k_critic, k_value = jax.random.split(key, 3)
-    obs = jnp.zeros((1, config.obs_dim))
-    act = jnp.zeros((1, config.action_dim))
-    critic_params = critic.init(k_critic, obs, act)
+    k_actor_critic, k_value = jax.random.split(key)
+    actor_params, critic_params = core.actor_critic_params(
+        k_actor_critic, actor, critic, config.obs_dim, config.action_dim
+    )
     return State(
-        actor=Optimized.create(actor.init(k_actor, obs)),
+        actor=Optimized.create(actor_params),
         critic=Optimized.create(critic_params),
         target_critic=critic_params,
-        value=Optimized.create(value.init(k_value, obs)),
+        value=Optimized.create(value.init(k_value, jnp.zeros((1, config.obs_dim)))),
         hp=hp,
         step=jnp.zeros((), jnp.int32),
     )
@@ -161,33 +162,24 @@ def q_target(config: Config, state: State, batch: Transition) -> jax.Array:
 def critic_loss(config: Config, critic_params, batch: Transition, target: jax.Array):
     """Sum over critics of the mean squared error to ``target``."""
     q = networks(config)[1].apply(critic_params, batch.obs, batch.action)
-    loss = ((q - target) ** 2).mean(axis=-1).sum()
+    loss = core.td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
-def update_step(config: Config, state: State, batch: Transition):
+def update_step(config: Config, state: State, batch: Transition, key=None):
     """One IQL step on a (B,) batch: value, actor, critic, then the target critic."""
-    grads, v_metrics = jax.grad(lambda p: value_loss(config, p, state, batch), has_aux=True)(
-        state.value.params
+    del key  # IQL is deterministic given the data
+    value, v_metrics = core.descend(
+        state.value, lambda p: value_loss(config, p, state, batch), state.hp.value_lr
     )
-    state = state.replace(value=adam_step(state.value, grads, state.hp.value_lr))
-
-    grads, a_metrics = jax.grad(lambda p: actor_loss(config, p, state, batch), has_aux=True)(
-        state.actor.params
+    state = state.replace(value=value)
+    actor, a_metrics = core.descend(
+        state.actor, lambda p: actor_loss(config, p, state, batch), actor_lr(config, state)
     )
-    state = state.replace(actor=adam_step(state.actor, grads, actor_lr(config, state)))
-
+    state = state.replace(actor=actor)
     target = q_target(config, state, batch)
-    grads, c_metrics = jax.grad(lambda p: critic_loss(config, p, batch, target), has_aux=True)(
-        state.critic.params
-    )
-    critic = adam_step(state.critic, grads, state.hp.critic_lr)
-    state = state.replace(
-        critic=critic,
-        target_critic=polyak(state.target_critic, critic.params, state.hp.tau),
-        step=state.step + 1,
-    )
-    return state, {**v_metrics, **a_metrics, **c_metrics}
+    state, c_metrics = core.critic_step(state, lambda p: critic_loss(config, p, batch, target))
+    return state.replace(step=state.step + 1), {**v_metrics, **a_metrics, **c_metrics}
 
 
 def update(config: Config, state: State, batches: Transition, key: jax.Array | None = None):
@@ -196,24 +188,11 @@ def update(config: Config, state: State, batches: Transition, key: jax.Array | N
     IQL is deterministic given the data; ``key`` is accepted for the common agent signature.
     """
     del key
-    if batches.obs.shape[-1] != config.obs_dim or batches.action.shape[-1] != config.action_dim:
-        raise ValueError(
-            f"batch obs/action dims {batches.obs.shape[-1]}/{batches.action.shape[-1]} do not "
-            f"match config {config.obs_dim}/{config.action_dim}"
-        )
-    if batches.reward.ndim == 1:
-        return update_step(config, state, batches)
-    state, metrics = jax.lax.scan(lambda s, b: update_step(config, s, b), state, batches)
-    return state, jax.tree.map(lambda x: x[-1], metrics)
+    return core.scan(
+        functools.partial(update_step, config), state, core.stack(config, batches), None
+    )
 
 
 def make_agent(config: Config, hp: HParams | None = None) -> Agent:
     """IQL as an :class:`Agent` for the runners."""
-    return Agent(
-        name="iql",
-        init=functools.partial(init, config=config, hp=hp),
-        update=functools.partial(update, config),
-        act=functools.partial(act, config),
-        obs_dim=config.obs_dim,
-        action_dim=config.action_dim,
-    )
+    return core.agent("iql", config, hp, init, update, act)

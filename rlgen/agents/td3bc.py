@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from rlgen import nets
-from rlgen.agents.common import Agent, Optimized, adam_step, check_sizes, float_hparams, polyak
+from rlgen.agents import core
+from rlgen.agents.common import Agent, check_sizes, float_hparams, polyak
 from rlgen.data.transition import Transition
 
 
@@ -61,14 +62,7 @@ class HParams:
     expl_noise: jax.Array = 0.1  # exploration noise std in ``act``
 
 
-@flax.struct.dataclass
-class State:
-    actor: Optimized
-    critic: Optimized
-    target_actor: dict
-    target_critic: dict
-    hp: HParams
-    step: jax.Array  # critic steps taken
+State = core.DeterministicState
 
 
 def networks(config: Config) -> tuple[nets.DeterministicPolicy, nets.QEnsemble]:
@@ -78,20 +72,10 @@ def networks(config: Config) -> tuple[nets.DeterministicPolicy, nets.QEnsemble]:
 
 
 def init(key: jax.Array, config: Config, hp: HParams | None = None) -> State:
-    hp = float_hparams(HParams, hp)
-    actor, critic = networks(config)
-    k_actor, k_critic = jax.random.split(key)
-    obs = jnp.zeros((1, config.obs_dim))
-    actor_params = actor.init(k_actor, obs)
-    critic_params = critic.init(k_critic, obs, jnp.zeros((1, config.action_dim)))
-    return State(
-        actor=Optimized.create(actor_params),
-        critic=Optimized.create(critic_params),
-        target_actor=actor_params,
-        target_critic=critic_params,
-        hp=hp,
-        step=jnp.zeros((), jnp.int32),
+    actor_params, critic_params = core.actor_critic_params(
+        key, *networks(config), config.obs_dim, config.action_dim
     )
+    return State.create(actor_params, critic_params, float_hparams(HParams, hp))
 
 
 def act(config: Config, state: State, obs: jax.Array, key: jax.Array, deterministic: bool = False):
@@ -121,7 +105,7 @@ def td_target(config: Config, state: State, batch: Transition, key: jax.Array) -
 def critic_loss(config: Config, critic_params, batch: Transition, target: jax.Array):
     """Sum over critics of the mean squared TD error."""
     q = networks(config)[1].apply(critic_params, batch.obs, batch.action)
-    loss = ((q - target) ** 2).mean(axis=-1).sum()
+    loss = core.td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -139,16 +123,16 @@ def actor_loss(config: Config, actor_params, critic_params, hp: HParams, batch: 
 def update_step(config: Config, state: State, batch: Transition, key: jax.Array):
     """One critic step on a (B,) batch; every ``policy_freq``-th also the actor and targets."""
     target = jax.lax.stop_gradient(td_target(config, state, batch, key))
-    grads, metrics = jax.grad(lambda p: critic_loss(config, p, batch, target), has_aux=True)(
-        state.critic.params
+    critic, metrics = core.descend(
+        state.critic, lambda p: critic_loss(config, p, batch, target), state.hp.critic_lr
     )
-    critic = adam_step(state.critic, grads, state.hp.critic_lr)
     step = state.step + 1
 
-    grads, actor_metrics = jax.grad(
-        lambda p: actor_loss(config, p, critic.params, state.hp, batch), has_aux=True
-    )(state.actor.params)
-    actor = adam_step(state.actor, grads, state.hp.actor_lr)
+    actor, actor_metrics = core.descend(
+        state.actor,
+        lambda p: actor_loss(config, p, critic.params, state.hp, batch),
+        state.hp.actor_lr,
+    )
     delayed = (actor, polyak(state.target_actor, actor.params, state.hp.tau))
     delayed += (polyak(state.target_critic, critic.params, state.hp.tau),)
     unchanged = (state.actor, state.target_actor, state.target_critic)
@@ -168,25 +152,11 @@ def update_step(config: Config, state: State, batch: Transition, key: jax.Array)
 
 def update(config: Config, state: State, batches: Transition, key: jax.Array):
     """TD3 steps over a (B,) batch or a (U, B) stack (scanned); metrics of the last step."""
-    if batches.obs.shape[-1] != config.obs_dim or batches.action.shape[-1] != config.action_dim:
-        raise ValueError(
-            f"batch obs/action dims {batches.obs.shape[-1]}/{batches.action.shape[-1]} do not "
-            f"match config {config.obs_dim}/{config.action_dim}"
-        )
-    if batches.reward.ndim == 1:
-        return update_step(config, state, batches, key)
-    keys = jax.random.split(key, batches.reward.shape[0])
-    state, metrics = jax.lax.scan(lambda s, xs: update_step(config, s, *xs), state, (batches, keys))
-    return state, jax.tree.map(lambda x: x[-1], metrics)
+    return core.scan(
+        functools.partial(update_step, config), state, core.stack(config, batches), key
+    )
 
 
 def make_agent(config: Config, hp: HParams | None = None) -> Agent:
     """TD3+BC (or TD3 with ``bc_weight=0``) as an :class:`Agent` for the runners."""
-    return Agent(
-        name="td3bc",
-        init=functools.partial(init, config=config, hp=hp),
-        update=functools.partial(update, config),
-        act=functools.partial(act, config),
-        obs_dim=config.obs_dim,
-        action_dim=config.action_dim,
-    )
+    return core.agent("td3bc", config, hp, init, update, act)
