@@ -1,6 +1,6 @@
 """The actor-critic core the agents build on: what SAC, CQL / Cal-QL, TD3(+BC) and IQL share.
 
-- batches: :func:`stack` checks a batch against the config and makes it a (U, B) stack;
+- batches: :func:`as_stack` checks a batch against the config and makes it a (U, B) stack;
   :func:`scan` runs one step per batch of the stack; :func:`critics_then_actor` is SAC's (and
   CQL's) update, U critic steps then one actor step on the last batch;
 - gradient steps: :func:`descend` (one Adam step on a loss), :func:`critic_step` (that, then the
@@ -28,7 +28,7 @@ from rlgen.agents.common import Agent, Optimized, adam_step, polyak
 from rlgen.data.transition import Transition
 
 
-def stack(config, batches: Transition) -> Transition:
+def as_stack(config, batches: Transition) -> Transition:
     """``batches`` as a (U, B) stack (a (B,) batch becomes U = 1), after checking its obs and
     action sizes against ``config.obs_dim`` / ``config.action_dim``."""
     if batches.obs.shape[-1] != config.obs_dim or batches.action.shape[-1] != config.action_dim:
@@ -60,7 +60,7 @@ def critics_then_actor(
     """SAC's update: ``update_critic(config, state, batch, key)`` over a (B,) batch or a (U, B)
     stack (scanned), then one ``update_actor(config, state, batch, key)`` on the last batch;
     ``state.step`` counts these calls. Metrics: the last critic step's and the actor step's."""
-    batches = stack(config, batches)
+    batches = as_stack(config, batches)
     k_critic, k_actor = jax.random.split(key)
     state, critic_metrics = scan(functools.partial(update_critic, config), state, batches, k_critic)
     state, actor_metrics = update_actor(config, state, last(batches), k_actor)
@@ -68,7 +68,7 @@ def critics_then_actor(
 
 
 def descend(opt: Optimized, loss: Callable, learning_rate: jax.Array):
-    """One Adam step on ``loss(params) -> (value, aux)``; the new parameters and ``aux``."""
+    """One Adam step on ``loss(params) -> (value, aux)``; the stepped ``Optimized`` and ``aux``."""
     grads, aux = jax.grad(loss, has_aux=True)(opt.params)
     return adam_step(opt, grads, learning_rate), aux
 

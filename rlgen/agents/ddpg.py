@@ -59,12 +59,13 @@ def update_step(config: Config, state, batch, key=None):
         loss = core.td_loss(critic.apply(params, batch.obs, batch.action), target)
         return loss, {"td_loss": loss}
 
-    def actor_loss(params):
-        q = critic.apply(state.critic.params, batch.obs, actor.apply(params, batch.obs))[0]
+    def actor_loss(params, critic_params):
+        q = critic.apply(critic_params, batch.obs, actor.apply(params, batch.obs))[0]
         return -q.mean(), {"q_pi": q.mean()}
 
     state, critic_metrics = core.critic_step(state, critic_loss)
-    pi, actor_metrics = core.descend(state.actor, actor_loss, state.hp.actor_lr)
+    on_new_critic = functools.partial(actor_loss, critic_params=state.critic.params)  # as TD3
+    pi, actor_metrics = core.descend(state.actor, on_new_critic, state.hp.actor_lr)
     target_actor = polyak(state.target_actor, pi.params, state.hp.tau)
     state = state.replace(actor=pi, target_actor=target_actor, step=state.step + 1)
     return state, {**critic_metrics, **actor_metrics}
@@ -72,7 +73,7 @@ def update_step(config: Config, state, batch, key=None):
 
 def update(config: Config, state, batches, key: jax.Array | None = None):
     step = functools.partial(update_step, config)
-    return core.scan(step, state, core.stack(config, batches), None)
+    return core.scan(step, state, core.as_stack(config, batches), None)
 
 
 def make_agent(config: Config, hp: HParams | None = None) -> Agent:

@@ -189,7 +189,7 @@ def update(config: Config, state: State, batches: Transition, key: jax.Array | N
     """
     del key
     return core.scan(
-        functools.partial(update_step, config), state, core.stack(config, batches), None
+        functools.partial(update_step, config), state, core.as_stack(config, batches), None
     )
 
 

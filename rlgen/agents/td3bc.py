@@ -153,7 +153,7 @@ def update_step(config: Config, state: State, batch: Transition, key: jax.Array)
 def update(config: Config, state: State, batches: Transition, key: jax.Array):
     """TD3 steps over a (B,) batch or a (U, B) stack (scanned); metrics of the last step."""
     return core.scan(
-        functools.partial(update_step, config), state, core.stack(config, batches), key
+        functools.partial(update_step, config), state, core.as_stack(config, batches), key
     )
 
 
