@@ -27,9 +27,14 @@ def test_help_explains_every_option(capsys):
 
 def test_importing_the_envs_prints_no_warp_noise():
     # mujoco.mjx prints "Failed to import warp" without the optional Warp backend; rlgen
-    # silences those two lines (and only those) where it imports MJX
-    out = run_python("-c", "import rlgen.envs; print('imported')")
-    assert out.strip() == "imported", out
+    # silences those two lines (and only those) where it imports MJX, which is only when an MJX
+    # env is made (C MuJoCo runs, and the CLI's start, do without it)
+    code = (
+        "import sys, rlgen.envs as E; assert 'mujoco.mjx' not in sys.modules; "
+        "E.make('hopper', backend='mjx'); assert 'mujoco.mjx' in sys.modules; print('made')"
+    )
+    out = run_python("-c", code)
+    assert out.strip() == "made", out
 
 
 def test_bad_config_value_is_one_clear_error():

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import mujoco
 
 from rlgen.envs.host_physics import HostPhysics
-from rlgen.envs.mjx_physics import DEFAULT_SOLVER, MjxPhysics
+
+if TYPE_CHECKING:
+    from rlgen.envs.mjx_physics import MjxPhysics
 
 BACKENDS = ("auto", "mjx", "mujoco")
+SOLVER_SETTINGS = ("iterations", "ls_iterations", "solver")  # mjx_physics.DEFAULT_SOLVER's keys
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -29,9 +34,11 @@ def make_physics(
 ) -> MjxPhysics | HostPhysics:
     """Physics for `model`. `solver` (iterations, ls_iterations, solver) applies to MJX only:
     C MuJoCo keeps the model's own (converged) solver settings."""
-    unknown = set(solver) - set(DEFAULT_SOLVER)
+    unknown = set(solver) - set(SOLVER_SETTINGS)
     if unknown:
         raise TypeError(f"unknown solver settings: {sorted(unknown)}")
     if resolve_backend(backend) == "mjx":
+        from rlgen.envs.mjx_physics import MjxPhysics  # imports MJX only when it is used
+
         return MjxPhysics(model, frame_skip, contact_forces, **solver)
     return HostPhysics(model, frame_skip, contact_forces)
