@@ -17,7 +17,7 @@ import jax
 
 import rlgen.envs as E
 from benchmarks.common import print_table, write_results
-from rlgen.envs.mjx_physics import DEFAULT_SOLVER
+from rlgen.envs.physics import DEFAULT_SOLVER
 
 
 def rollout_fn(env: E.AutoReset, steps: int):

@@ -166,8 +166,8 @@ def part_system(sizes: Sizes) -> dict:
 def part_mjx(sizes: Sizes) -> dict:
     import rlgen.envs as E
     from benchmarks.envs import measure
-    from rlgen.envs.mjx_physics import DEFAULT_SOLVER
     from rlgen.envs.parity import compare_with_gymnasium, reference_env
+    from rlgen.envs.physics import DEFAULT_SOLVER
 
     parity = []
     for name in sizes.tasks:

@@ -192,10 +192,6 @@ def test_make_options():
         E.make("pong")
     with pytest.raises(TypeError, match="unknown solver settings"):
         E.make("hopper", backend="mujoco", iterationz=3)
-    from rlgen.envs.mjx_physics import DEFAULT_SOLVER
-    from rlgen.envs.physics import SOLVER_SETTINGS
-
-    assert tuple(DEFAULT_SOLVER) == SOLVER_SETTINGS  # what make accepts is what MJX takes
     mjx_env = E.make("hopper", backend="mjx", iterations=2, ls_iterations=3, solver="cg")
     opt = mjx_env.physics.model.opt
     assert (opt.iterations, opt.ls_iterations, opt.solver) == (2, 3, mujoco.mjtSolver.mjSOL_CG)

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
+from rlgen.envs.physics import DEFAULT_SOLVER
+
 
 def _import_mjx():
     """``mujoco.mjx`` without the "Failed to import warp / mujoco_warp" lines it prints when the
@@ -47,8 +49,6 @@ def _import_mjx():
 
 
 mjx = _import_mjx()
-
-DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton"}
 
 # Full float32 matmuls even where the default is lower (TF32 on recent NVIDIA GPUs): the
 # matrices are tiny, and parity with C MuJoCo needs the precision.

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from rlgen.envs.mjx_physics import MjxPhysics
 
 BACKENDS = ("auto", "mjx", "mujoco")
-SOLVER_SETTINGS = ("iterations", "ls_iterations", "solver")  # mjx_physics.DEFAULT_SOLVER's keys
+# MJX's solver cap (see mjx_physics's docstring); defined here so checking the settings of a
+# C MuJoCo env does not import MJX
+DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton"}
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -34,7 +36,7 @@ def make_physics(
 ) -> MjxPhysics | HostPhysics:
     """Physics for `model`. `solver` (iterations, ls_iterations, solver) applies to MJX only:
     C MuJoCo keeps the model's own (converged) solver settings."""
-    unknown = set(solver) - set(SOLVER_SETTINGS)
+    unknown = set(solver) - set(DEFAULT_SOLVER)
     if unknown:
         raise TypeError(f"unknown solver settings: {sorted(unknown)}")
     if resolve_backend(backend) == "mjx":
