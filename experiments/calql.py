@@ -25,7 +25,6 @@ PROTOCOL = Protocol(
         "cpu": CPU,  # hopper only
         "smoke": SMOKE,
     },
-    smoke_tasks=("hopper",),
     make_run=finetune_run,
 )
 

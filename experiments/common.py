@@ -71,7 +71,8 @@ class Protocol:
     scales: dict[str, dict]  # "full" / "smoke" -> shared overrides
     make_run: Callable[[object, dict | None], object]
     make_config: Callable[[dict], object] = finetune_config
-    smoke_tasks: tuple[str, ...] = ()  # tasks run below full scale (default: the first)
+    # the tasks of the cpu and smoke scales (default: the first full-scale task)
+    small_tasks: dict[str, dict] | None = None
     ablation_task: str | None = None  # extra arms run on this task only (full scale)
     ablations: tuple[Arm, ...] = ()
     # per scale, the score for "env steps to reach" (if the paper counts them)
@@ -117,17 +118,22 @@ SMOKE = dict(
 )
 
 
+def tasks_at(protocol: Protocol, scale: str) -> dict[str, dict]:
+    """The tasks a scale runs: all at full scale, ``small_tasks`` (default: the first) below."""
+    if scale == "full":
+        return protocol.tasks
+    return protocol.small_tasks or dict(list(protocol.tasks.items())[:1])
+
+
 def run_overrides(protocol: Protocol, task: str, arm: Arm, scale: str) -> dict:
     """A run's config overrides: the scale's budgets (and smoke's dataset) beat the task's;
     the arm's settings win."""
-    return {**protocol.tasks[task], **protocol.scales[scale], **arm.overrides}
+    tasks = {**protocol.tasks, **tasks_at(protocol, scale)}
+    return {**tasks[task], **protocol.scales[scale], **arm.overrides}
 
 
 def _runs(protocol: Protocol, scale: str) -> list[tuple[str, Arm]]:
-    tasks = list(protocol.tasks)
-    if scale != "full":  # smoke (and cpu) scales run the first task only
-        tasks = list(protocol.smoke_tasks or tasks[:1])
-    runs = [(task, arm) for task in tasks for arm in protocol.arms]
+    runs = [(task, arm) for task in tasks_at(protocol, scale) for arm in protocol.arms]
     if scale == "full" and protocol.ablation_task:
         runs += [(protocol.ablation_task, arm) for arm in protocol.ablations]
     return runs

@@ -2,7 +2,10 @@
 datasets, 200k fine-tuning steps, 5 seeds; ablations of each energy on hopper.
 
     python -m experiments.edis_calql --scale full   # GPU
-    python -m experiments.edis_calql --scale cpu    # 2-core CPU, hopper only
+    python -m experiments.edis_calql --scale cpu    # 2-core CPU, hopper-medium only
+
+The cpu scale runs hopper-medium, whose data the shipped policy makes in seconds;
+medium-replay needs the behaviour run's replay buffer (about 90 min to replay on 2 cores).
 """
 
 from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main
@@ -38,7 +41,7 @@ def protocol(algo: str, label: str) -> Protocol:
                 eval_every=5_000,
                 eval_episodes=5,
             ),
-            # hopper only: refits after the warm-up and every 2.5k steps
+            # hopper-medium only: refits after the warm-up and every 2.5k steps
             "cpu": {
                 **CPU,
                 **CPU_DIFFUSION,
@@ -50,6 +53,7 @@ def protocol(algo: str, label: str) -> Protocol:
             "smoke": {**SMOKE, "algo": algo},
         },
         make_run=finetune_run,
+        small_tasks={"hopper-medium": {"env": "hopper", "dataset": "medium"}},
         ablation_task="hopper-medium-replay",
         ablations=ablations,
     )

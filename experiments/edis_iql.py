@@ -2,7 +2,7 @@
 5 seeds; energy ablations on hopper.
 
     python -m experiments.edis_iql --scale full   # GPU
-    python -m experiments.edis_iql --scale cpu    # 2-core CPU, hopper only
+    python -m experiments.edis_iql --scale cpu    # 2-core CPU, hopper-medium only
 """
 
 from experiments.common import main

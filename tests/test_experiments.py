@@ -28,6 +28,7 @@ from experiments.common import (
     main,
     run_overrides,
     run_protocol,
+    tasks_at,
 )
 from rlgen.train import sweep
 
@@ -47,10 +48,12 @@ def test_every_run_of_every_scale_has_a_valid_config(name):
     protocol = importlib.import_module(f"experiments.{name}").PROTOCOL
     assert {"full", "cpu", "smoke"} <= set(protocol.scales)
     for scale in protocol.scales:
-        runs = _runs(protocol, "full")  # every task, arm and ablation
+        # every task, arm and ablation, and the scale's own tasks
+        runs = _runs(protocol, "full") + _runs(protocol, scale)
+        tasks = {**protocol.tasks, **tasks_at(protocol, scale)}
         for task, arm in runs:
             config = protocol.make_config(run_overrides(protocol, task, arm, scale))
-            assert config.env == protocol.tasks[task]["env"]
+            assert config.env == tasks[task]["env"]
             _, static = sweep.split(arm.sweep, config)
             for values in itertools.product(*static.values()):  # each static run's config
                 dataclasses.replace(config, **dict(zip(static, values, strict=True)))
