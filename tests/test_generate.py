@@ -231,7 +231,10 @@ def test_medium_replay_without_the_run_gives_the_command(tmp_path):
     config = gen.GenerateConfig(behaviour_run=str(tmp_path / "missing"), **ROLLOUTS)
     with pytest.raises(FileNotFoundError, match="rlgen dataset train-behaviour") as err:
         gen._medium_replay("hopper", RECORD, config, SIZE)
-    assert f"--steps {RECORD['medium']['step']}" in str(err.value)
+    message = str(err.value)
+    assert f"--steps {RECORD['medium']['step']}" in message
+    # the command replays into the directory asked for, named once
+    assert message.count("--run-dir") == 1 and f"--run-dir {tmp_path / 'missing'}" in message
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path):

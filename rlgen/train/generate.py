@@ -313,15 +313,17 @@ def _medium_replay(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The behaviour run's replay rows up to the medium point (at most the last ``size``) as a
     D4RL dict, and the returns of the episodes completed inside them."""
-    run_dir = Path(config.behaviour_run or record["run_config"]["run_dir"])
+    recorded_dir = record["run_config"]["run_dir"]
+    run_dir = Path(config.behaviour_run or recorded_dir)
     step = record["medium"]["step"]
     if not (run_dir / "checkpoints").is_dir():
         minutes = step / record.get("train_env_steps_per_s", math.nan) / 60
+        command = record["command"].replace(recorded_dir, str(run_dir))
         raise FileNotFoundError(
             f"medium-replay is the behaviour run's replay buffer up to its medium point, and "
             f"{run_dir} holds no run. Replay the run to that point ({step} env steps; about "
-            f"{minutes:.0f} min at the packaged run's speed): {record['command']} --steps {step} "
-            f"--run-dir {run_dir}; or pass --behaviour-run DIR"
+            f"{minutes:.0f} min at the packaged run's speed): {command} --steps {step}; "
+            f"or pass --behaviour-run DIR"
         )
     rows = behaviour.replay_rows(run_dir, step)
     keep = min(step, size)
