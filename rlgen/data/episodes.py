@@ -6,8 +6,9 @@ return-to-go of their episode, which is known only once the episode ends. As in 
 Cal-QL code (which adds a trajectory to its replay buffer when it ends), an
 :class:`EpisodeLog` holds, per env, the transitions of the episode in progress; when the
 episode ends its returns are computed in one parallel scan and the whole episode is appended to
-the buffer. No row with an unknown return ever reaches a batch. The cost per step is
-O(num_envs * max_steps) elementwise work, with no Python control flow.
+the buffer. No row with an unknown return ever reaches a batch. Logging a step
+costs O(num_envs) and the write-back O(num_envs * max_steps), on the steps where an episode
+ends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from rlgen.branching import cond_any
 from rlgen.data.replay import ReplayBuffer
 from rlgen.data.transition import Transition
 
@@ -67,21 +69,32 @@ def record(
     each contiguous, with its discounted returns as ``mc_return``, and start those envs afresh.
 
     The buffer must hold ``num_envs * max_steps`` rows (a step can end every env's episode).
+    The write-back runs only on steps where an episode ends (also under a vmap over seeds).
     """
     num_envs, max_steps = log.length.shape[0], log.steps.reward.shape[1]
-    env = jnp.arange(num_envs)
     t = jnp.minimum(log.length, max_steps - 1)
+    env = jnp.arange(num_envs)
     steps = jax.tree.map(lambda s, x: s.at[env, t].set(x.astype(s.dtype)), log.steps, transition)
     length = log.length + 1
     done = done > 0
-    counts = jnp.where(done, length, 0)
+    log = log.replace(steps=steps, length=length)
+    buffer = cond_any(jnp.any(done), _append_finished, lambda ops: ops[-1], (log, done, buffer))
+    return log.replace(length=jnp.where(done, 0, length)), buffer
+
+
+def _append_finished(operands) -> ReplayBuffer:
+    """The buffer with the logged episodes of the envs that are ``done`` appended (the buffer
+    unchanged where none is)."""
+    log, done, buffer = operands
+    max_steps = log.steps.reward.shape[1]
+    counts = jnp.where(done, log.length, 0)
     offsets = jnp.cumsum(counts) - counts  # where each finished episode starts in the append
     slot = jnp.arange(max_steps)
     finished = slot < counts[:, None]
     capacity = buffer.capacity
     idx = jnp.where(finished, (buffer.insert_pos + offsets[:, None] + slot) % capacity, capacity)
-    current = jnp.where(slot < length[:, None], steps.reward, 0.0)  # no stale rewards
-    rows = steps.replace(mc_return=discounted_returns(current, log.gamma))
+    current = jnp.where(slot < log.length[:, None], log.steps.reward, 0.0)  # no stale rewards
+    rows = log.steps.replace(mc_return=discounted_returns(current, log.gamma))
     data = jax.tree.map(
         lambda store, new: store.at[idx.ravel()].set(
             new.reshape(-1, *store.shape[1:]), mode="drop"
@@ -90,10 +103,8 @@ def record(
         rows,
     )
     added = counts.sum()
-    buffer = ReplayBuffer(
+    return ReplayBuffer(
         data=data,
         insert_pos=(buffer.insert_pos + added) % capacity,
         size=jnp.minimum(buffer.size + added, capacity),
     )
-    log = log.replace(steps=steps, length=jnp.where(done, 0, length))
-    return log, buffer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlgen.branching import cond_any
 from rlgen.envs.base import Env, State
 
 
@@ -32,8 +33,9 @@ class AutoReset:
     def step(self, state: State, action: jax.Array) -> State:
         state = jax.vmap(self.env.step)(state, action)
         state = state.replace(info={**state.info, "final_obs": state.obs})
-        # Resets cost a physics call, so skip them on steps where no env is done.
-        return jax.lax.cond(jnp.any(state.done > 0), self._reset_done, lambda s: s, state)
+        # Resets cost a physics call, so skip them on steps where no env is done (also under
+        # the runners' vmap over seeds, where lax.cond would reset at every step).
+        return cond_any(jnp.any(state.done > 0), self._reset_done, lambda s: s, state)
 
     def _reset_done(self, state: State) -> State:
         fresh = jax.vmap(self.env.reset)(state.info["rng"])
