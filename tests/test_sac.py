@@ -21,18 +21,42 @@ def random_batch(key, leading):
     )
 
 
-def test_subset_min_is_min_over_a_random_subset_without_replacement():
-    q = jnp.array([[4.0], [1.0], [3.0], [2.0]])
+def test_target_is_min_over_a_random_subset_without_replacement():
+    """Members whose outputs are the constants 4, 1, 3, 2 (zero weights, last bias set): the
+    target's value is the min over the 2 members ``permutation(k_subset)[:2]``."""
+    state = sac.init(jax.random.key(0), CONFIG)
+    zero = jax.tree.map(jnp.zeros_like, state.target_critic)
+    layers = zero["params"]["VmapMLP_0"]
+    last = sorted(layers)[-1]
+    constants = jnp.array([4.0, 1.0, 3.0, 2.0])
+    layers[last]["bias"] = constants[:, None]
+    state = state.replace(target_critic=zero)
+    batch = random_batch(jax.random.key(1), (8,)).replace(terminal=jnp.zeros(8))
     seen = set()
     for i in range(60):
         key = jax.random.key(i)
-        members = np.asarray(jax.random.permutation(key, 4)[:2])
-        assert len(set(members)) == 2
-        out = float(sac.subset_min(q, key, 2)[0])
-        assert out == float(q[members].min())
-        seen.add(out)
+        k_action, k_subset = jax.random.split(key)
+        members = np.asarray(jax.random.permutation(k_subset, 4)[:2])
+        _, logp = sac.sample_action(CONFIG, state.actor.params, batch.next_obs, k_action)
+        v = (sac.td_target(CONFIG, state, batch, key) - batch.reward) / 0.99 + logp  # alpha 1
+        np.testing.assert_allclose(v, constants[members].min(), rtol=1e-5, atol=1e-5)
+        seen.add(float(constants[members].min()))
     assert seen == {1.0, 2.0, 3.0}  # every value that can be a 2-subset min shows up
-    assert float(sac.subset_min(q, jax.random.key(0), 4)[0]) == 1.0
+
+
+def test_target_of_the_subset_equals_the_whole_ensembles_min_over_it():
+    """Evaluating only the subset's members gives the min over those members of the whole
+    ensemble's outputs (random weights)."""
+    state = sac.init(jax.random.key(0), CONFIG)
+    batch = random_batch(jax.random.key(1), (8,))
+    key = jax.random.key(5)
+    k_action, k_subset = jax.random.split(key)
+    action, logp = sac.sample_action(CONFIG, state.actor.params, batch.next_obs, k_action)
+    q = sac.networks(CONFIG)[1].apply(state.target_critic, batch.next_obs, action)
+    members = jax.random.permutation(k_subset, 4)[:2]
+    v = q[members].min(axis=0) - logp
+    expected = batch.reward + 0.99 * (1 - batch.terminal) * v
+    np.testing.assert_allclose(sac.td_target(CONFIG, state, batch, key), expected, rtol=1e-5)
 
 
 def test_td_target_by_hand_with_zeroed_target_critic():

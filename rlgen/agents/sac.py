@@ -97,18 +97,24 @@ def act(config: Config, state: State, obs: jax.Array, key: jax.Array, determinis
     return core.act_tanh_gaussian(networks(config)[0], state.actor.params, obs, key, deterministic)
 
 
-def subset_min(q: jax.Array, key: jax.Array, subset: int) -> jax.Array:
-    """Min over a random subset of ``subset`` ensemble members (axis 0) without replacement."""
-    members = jax.random.permutation(key, q.shape[0])[:subset]
-    return q[members].min(axis=0)
+def target_members(config: Config, target_critic, key: jax.Array):
+    """The target critic restricted to a random subset of ``target_subset`` members (drawn
+    without replacement), as (module, params); the whole ensemble when the subset is all of it,
+    so the target evaluates only the members whose min it takes."""
+    critic = networks(config)[1]
+    if config.target_subset == config.num_critics:
+        return critic, target_critic
+    members = jax.random.permutation(key, config.num_critics)[: config.target_subset]
+    subset = jax.tree.map(lambda p: p[members], target_critic)
+    return critic.clone(num_members=config.target_subset), subset
 
 
 def td_target(config: Config, state: State, batch: Transition, key: jax.Array) -> jax.Array:
     """r + gamma (1 - terminal) (min_subset Q_target(s', a') - alpha log pi(a'|s')), a' ~ pi."""
     k_action, k_subset = jax.random.split(key)
     next_action, next_logp = sample_action(config, state.actor.params, batch.next_obs, k_action)
-    next_q = networks(config)[1].apply(state.target_critic, batch.next_obs, next_action)
-    next_v = subset_min(next_q, k_subset, config.target_subset)
+    critic, params = target_members(config, state.target_critic, k_subset)
+    next_v = critic.apply(params, batch.next_obs, next_action).min(axis=0)
     next_v = next_v - jnp.exp(state.log_alpha.params) * next_logp
     return batch.reward + state.hp.gamma * (1.0 - batch.terminal) * next_v
 
