@@ -5,7 +5,7 @@ datasets, 200k fine-tuning steps, 5 seeds; ablations of each energy on hopper.
     python -m experiments.edis_calql --scale cpu    # 2-core CPU, hopper-medium only
 
 The cpu scale runs hopper-medium, whose data the shipped policy makes in seconds;
-medium-replay needs the behaviour run's replay buffer (about 90 min to replay on 2 cores).
+medium-replay needs the behaviour run's replay buffer (about 25 min to replay on 2 cores).
 """
 
 from experiments.common import CPU, CPU_DIFFUSION, SMOKE, Arm, Protocol, finetune_run, main

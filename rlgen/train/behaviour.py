@@ -109,7 +109,7 @@ def snapshots(run_dir: str | os.PathLike) -> list[tuple[int, float, Path]]:
 POLICY_DIR = Path(__file__).parents[1] / "policies"
 # The return an "expert" policy reaches at least (D4RL's experts: fully trained SAC), and the
 # band of a "medium" one as fractions of D4RL's expert return (D4RL: "about 1/3 of the
-# expert"). Checked on the rollouts' mean episode return (sampled actions).
+# expert"). Checked on the mean return of deterministic evaluation episodes.
 EXPERT_MIN_RETURN = {
     "hopper": 3_000.0,
     "halfcheetah": 10_000.0,

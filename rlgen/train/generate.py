@@ -15,8 +15,14 @@ Construction (D4RL's own, DESIGN.md section 3), from the reference behaviour pol
 - **medium-expert**: the medium and expert files concatenated (``2 * size`` rows).
 
 Levels are checked, never assumed: a policy kind's file records the D4RL-normalised score of its
-rollouts, and a policy whose rollouts fall outside the kind's band (:data:`LEVELS`) is refused
-with a :class:`LevelError` instead of written under that name.
+policy, measured again when the file is made as the runner measures every evaluation (and the
+package its ``eval_return``): the mean return of ``level_episodes`` deterministic episodes from
+reset. A policy whose level falls outside the kind's band
+(:func:`rlgen.train.behaviour.level_band`) is refused with a :class:`LevelError` instead of
+written under that name. The data's own return (its complete episodes, sampled actions) is
+recorded too, as ``data_return``: it sits below the level, since a stochastic policy stumbles
+now and then (the shipped hopper expert: level about 3,450, data about 3,100), and it is not
+the level because the episodes that end inside a file over-count short ones.
 
 Policy rollouts use *sampled* actions with ``rollout_envs`` parallel auto-resetting envs and the
 env's 1000-step limit: ``terminals`` mark terminations, ``timeouts`` the time limit (never both),
@@ -52,7 +58,7 @@ from rlgen.agents import sac
 from rlgen.config import check, option
 from rlgen.data.datasets import load_d4rl, read_metadata, save_d4rl
 from rlgen.data.scores import REFERENCE_RETURNS, normalized_score
-from rlgen.train import behaviour
+from rlgen.train import behaviour, online
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 POLICY_KINDS = ("medium", "medium-replay", "expert")
@@ -86,30 +92,28 @@ class GenerateConfig:
     rollout_chunk: int = option(
         "rollout steps per compiled call (progress granularity)", default=1_000
     )
+    level_episodes: int = option(
+        "deterministic episodes that measure a medium / expert policy's level",
+        default=10,
+    )
     progress: bool = option("print progress", default=True)
 
     def __post_init__(self):
-        check(self, positive=("rollout_envs", "rollout_chunk"))
+        check(self, positive=("rollout_envs", "rollout_chunk", "level_episodes"))
 
     @property
     def policies(self) -> Path:
         return Path(self.policy_dir) if self.policy_dir else behaviour.POLICY_DIR
 
 
-def check_level(env: str, kind: str, returns: np.ndarray) -> float:
-    """The D4RL-normalised score of ``returns``; a LevelError unless their mean lies in the
-    kind's band (:func:`rlgen.train.behaviour.level_band`)."""
-    if len(returns) == 0:
-        raise LevelError(
-            f"no episode of the {env} {kind} rollouts ended inside the data, so the policy's "
-            "level is unknown: generate more rows (or fewer rollout envs)"
-        )
-    mean = float(np.mean(returns))
+def check_level(env: str, kind: str, level: float) -> float:
+    """The D4RL-normalised score of a policy's ``level`` (its mean evaluation return); a
+    LevelError unless it lies in the kind's band (:func:`rlgen.train.behaviour.level_band`)."""
     low, high = behaviour.level_band(env, kind)
-    score = float(normalized_score(env, mean))
-    if not low <= mean <= high:
+    score = float(normalized_score(env, level))
+    if not low <= level <= high:
         raise LevelError(
-            f"the {env} {kind} policy returns {mean:.1f} on average (D4RL score "
+            f"the {env} {kind} policy returns {level:.1f} on average (D4RL score "
             f"{score:.1f}), outside the {kind} band [{low:.1f}, {high:.1f}]; the file is not "
             f"written under that name. Train the behaviour run further (rlgen dataset "
             f"train-behaviour --env {env} --resume) and package it again"
@@ -273,6 +277,26 @@ def _episode_returns(rewards, env_end, stream_end) -> np.ndarray:
     return sums[complete]
 
 
+_LEVEL_FNS: dict[tuple, Any] = {}
+
+
+def policy_level(env, hidden, params, key: jax.Array, episodes: int) -> float:
+    """Mean return of ``episodes`` deterministic episodes of a packaged SAC actor from reset
+    (:func:`rlgen.train.online.evaluate`, as every evaluation of a run)."""
+    config = sac.Config(env.observation_size, env.action_size, tuple(hidden))
+    cache_key = (env, config, episodes)
+    if cache_key not in _LEVEL_FNS:
+        agent = sac.make_agent(config)
+
+        def level(state, key):
+            return online.evaluate(agent, state, env, key, episodes, env.max_episode_steps)
+
+        _LEVEL_FNS[cache_key] = (sac.init(jax.random.key(0), config), jax.jit(level))
+    state, level = _LEVEL_FNS[cache_key]
+    state = state.replace(actor=state.actor.replace(params=params))
+    return float(level(state, key))
+
+
 # --------------------------------------------------------------------------------------------
 # The shipped behaviour policies
 
@@ -388,15 +412,16 @@ def generate_all(
     if record is not None:
         base["policy_package"] = _provenance(record)
 
-    def policy_meta(returns):
+    def data_meta(returns):
+        """The returns of the episodes complete inside the data."""
         return {
-            "policy_return": float(returns.mean()) if len(returns) else float("nan"),
-            "policy_return_std": float(returns.std()) if len(returns) else float("nan"),
+            "data_return": float(returns.mean()) if len(returns) else float("nan"),
+            "data_return_std": float(returns.std()) if len(returns) else float("nan"),
             "num_episodes": len(returns),
         }
 
-    def rollout_key(kind):
-        return jax.random.fold_in(jax.random.key(seed), 1_000 + KINDS.index(kind))
+    def rollout_key(kind, purpose=0):
+        return jax.random.fold_in(jax.random.key(seed), 1_000 * (1 + purpose) + KINDS.index(kind))
 
     def run_rollout(kind, policy, params):
         _log(config, f"generating {env} {kind} ({size} rows)")
@@ -414,7 +439,9 @@ def generate_all(
     if "random" in todo:
         e = _make_env(env, config.backend)
         data, rets = run_rollout("random", _random_policy(e), None)
-        meta = {**base, "kind": "random", "size": len(data["rewards"]), **policy_meta(rets)}
+        meta = {**base, "kind": "random", "size": len(data["rewards"]), **data_meta(rets)}
+        meta["policy_return"] = meta["data_return"]  # short episodes: the data holds many
+        meta["policy_score"] = float(normalized_score(env, meta["policy_return"]))
         meta["rollout_envs"] = min(config.rollout_envs, size)
         _save(paths["random"], data, meta, config)
 
@@ -424,18 +451,24 @@ def generate_all(
         params, _ = behaviour.load_policy(env, kind, config.policies)
         e = _make_env(env, config.backend)
         policy = _policy_fn(e.observation_size, e.action_size, record["hidden"])
+        _log(config, f"measuring the {kind} policy's level ({config.level_episodes} episodes)")
+        level = policy_level(
+            e, record["hidden"], params, rollout_key(kind, 1), config.level_episodes
+        )
+        score = check_level(env, kind, level)
         data, rets = run_rollout(kind, policy, params)
-        score = check_level(env, kind, rets)
-        meta = {**base, "kind": kind, "size": len(data["rewards"]), **policy_meta(rets)}
-        meta.update(policy_score=score, policy_eval_return=record[kind]["eval_return"])
+        meta = {**base, "kind": kind, "size": len(data["rewards"]), **data_meta(rets)}
+        meta.update(policy_return=level, level_episodes=config.level_episodes, policy_score=score)
+        meta.update(policy_eval_return=record[kind]["eval_return"])
         meta.update(policy_step=record[kind]["step"], rollout_envs=min(config.rollout_envs, size))
         _save(paths[kind], data, meta, config)
 
     if "medium-replay" in todo:  # the replay up to the medium point: labelled by its policy
-        check_level(env, "medium", np.asarray([record["medium"]["eval_return"]]))
+        check_level(env, "medium", record["medium"]["eval_return"])
         data, rets = _medium_replay(env, record, config, size)
-        meta = {**base, "kind": "medium-replay", "size": len(data["rewards"]), **policy_meta(rets)}
+        meta = {**base, "kind": "medium-replay", "size": len(data["rewards"]), **data_meta(rets)}
         meta.update(
+            policy_return=record["medium"]["eval_return"],
             policy_score=record["medium"]["eval_score"],
             policy_eval_return=record["medium"]["eval_return"],
             policy_step=record["medium"]["step"],
@@ -450,9 +483,11 @@ def generate_all(
         meta["medium_policy_score"] = m_meta["policy_score"]
         meta["expert_policy_score"] = e_meta["policy_score"]
         n_m, n_e = m_meta["num_episodes"], e_meta["num_episodes"]
-        total = np.nansum([m_meta["policy_return"] * n_m, e_meta["policy_return"] * n_e])
+        total = np.nansum([m_meta["data_return"] * n_m, e_meta["data_return"] * n_e])
         meta["num_episodes"] = n_m + n_e
-        meta["policy_return"] = float(total / (n_m + n_e)) if n_m + n_e else float("nan")
+        meta["data_return"] = float(total / (n_m + n_e)) if n_m + n_e else float("nan")
+        # equal halves of the data from each policy: their levels' mean
+        meta["policy_return"] = (m_meta["policy_return"] + e_meta["policy_return"]) / 2
         meta["policy_score"] = float(normalized_score(env, meta["policy_return"]))
         _save(paths["medium-expert"], data, meta, config)
     return {k: paths[k] for k in kinds}
@@ -462,8 +497,8 @@ def _save(path: Path, data, meta, config: GenerateConfig) -> None:
     save_d4rl(path, data, meta)
     _log(
         config,
-        f"wrote {path} ({meta['size']} rows, {meta['num_episodes']} complete episodes, "
-        f"policy return {meta['policy_return']:.1f})",
+        f"wrote {path} ({meta['size']} rows, {meta['num_episodes']} complete episodes "
+        f"returning {meta['data_return']:.1f}; policy return {meta['policy_return']:.1f})",
     )
 
 
@@ -478,7 +513,8 @@ def cli(args) -> None:
     )
     for kind, path in paths.items():
         meta = read_metadata(path)
-        line = f"{kind}: {path} ({meta.get('size')} rows) policy return {meta.get('policy_return')}"
-        if "policy_score" in meta:
-            line += f", D4RL score {meta['policy_score']:.1f}"
-        print(line)
+        print(
+            f"{kind}: {path} ({meta['size']} rows) policy return {meta['policy_return']:.1f}, "
+            f"D4RL score {meta['policy_score']:.1f}; the data's {meta['num_episodes']} complete "
+            f"episodes return {meta['data_return']:.1f}"
+        )
