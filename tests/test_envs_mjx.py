@@ -97,44 +97,6 @@ def test_calql_fine_tuning_trains_and_checkpoints_on_mjx_states(tmp_path):
     assert np.asarray(restored.env.pipeline_state.act).size == 0
 
 
-def test_online_sac_trains_and_evaluates_on_mjx(tmp_path):
-    """The online runner on MJX: warm-up and training chunks (act, env step with auto-reset,
-    replay add, UTD 2 critic updates) keep every seed's replay in step with its env steps,
-    evaluations land where they are due, and metrics stay finite. Episodes are capped at 30 steps
-    so evaluations and auto-resets happen within the few chunks."""
-    import json
-
-    from rlgen.train.runner import OnlineConfig, OnlineRun
-
-    config = OnlineConfig(
-        env="hopper",
-        backend="mjx",
-        seeds=2,
-        steps=80,
-        warmup=40,
-        utd=2,
-        chunk=20,
-        eval_every=20,
-        eval_episodes=2,
-        buffer_size=200,
-        batch_size=16,
-        hidden=(16, 16),
-        checkpoint_every=0,
-        run_dir=str(tmp_path),
-        progress=False,
-    )
-    run = OnlineRun(config, env=E.make("hopper", backend="mjx", max_episode_steps=30))
-    results = run.run()
-    assert results["env_steps_per_seed"] == 80
-    assert np.asarray(run.state.buffer.size).tolist() == [80, 80]
-    assert [e["step"] for e in results["evaluations"]] == [60, 80]
-    returns = np.asarray(results["final_eval_return_per_seed"])
-    assert returns.shape == (2,) and np.all(np.isfinite(returns)) and np.all(returns > 0)
-    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    losses = [r["critic_loss"] for r in rows if "critic_loss" in r]
-    assert len(losses) == 2 and np.all(np.isfinite(losses))
-
-
 def test_gpu_check_dry_run_writes_every_section(tmp_path):
     """``python -m benchmarks.gpu_check --dry-run``: every part at toy size writes its section
     (parity on MJX, whose hopper programs come from the compilation cache after the parity
