@@ -55,9 +55,7 @@ SCALES = {
     ),
     "cpu": Scale(
         rows=50_000,
-        budget=budgets.CPU.but(
-            pretrain_steps=5_000, steps=5_000, pretrain_eval_every=0
-        ),
+        budget=budgets.CPU.but(pretrain_steps=5_000, steps=5_000, pretrain_eval_every=0),
     ),
     # FinetuneConfig's own warm-up, chunk, batch size and 256-wide networks
     "gpu": Scale(

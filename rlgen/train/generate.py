@@ -21,7 +21,7 @@ reset. A policy whose level falls outside the kind's band
 (:func:`rlgen.train.behaviour.level_band`) is refused with a :class:`LevelError` instead of
 written under that name. The data's own return (its complete episodes, sampled actions) is
 recorded too, as ``data_return``: it sits below the level, since a stochastic policy stumbles
-now and then (the shipped hopper expert: level about 3,450, data about 3,100), and it is not
+now and then (the shipped hopper expert: level 3,445, data 2,960-3,260 by file size), and it is not
 the level because the episodes that end inside a file over-count short ones.
 
 Policy rollouts use *sampled* actions with ``rollout_envs`` parallel auto-resetting envs and the
