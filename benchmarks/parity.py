@@ -395,6 +395,25 @@ def rate_of(learner: str, record: dict, seeds: int) -> str:
     return ""
 
 
+def dataset_record(path: Path, task: str, kind: str, rows: int) -> dict:
+    """The offline pairs' dataset: its file, how to make it again and what its metadata says."""
+    from rlgen.data.datasets import read_metadata
+    from rlgen.train import behaviour
+
+    meta = read_metadata(path)
+    package = json.loads((behaviour.POLICY_DIR / f"{task}.json").read_text())
+    behaviour_command = package["command"]
+    if kind == "medium-replay":  # the run's replay up to the medium point
+        behaviour_command += f" --steps {package['medium']['step']}"
+    keys = ("size", "policy_step", "policy_return", "policy_score", "data_return", "num_episodes")
+    return {
+        "file": path.name,
+        "command": f"rlgen dataset generate --env {task} --kind {kind} --size {rows}",
+        "behaviour_command": behaviour_command,
+        **{k: meta[k] for k in keys if k in meta},
+    }
+
+
 def device(system: dict) -> str:
     d, v = system["device"], system["versions"]
     return (
@@ -415,6 +434,15 @@ def markdown(report: dict) -> str:
         "| verdict |",
         "|---|---|---|---|---|---|",
     ]
+    data = report.get("dataset")
+    if data:
+        lines[3:3] = [
+            f"offline dataset: {data['file']}, {data.get('size', '?')} rows (`{data['command']}`)"
+            f"; policy step {data.get('policy_step')}, return {data.get('policy_return', 0):.1f} "
+            f"(D4RL {data.get('policy_score', 0):.1f}); behaviour run: "
+            f"`{data.get('behaviour_command')}`",
+            "",
+        ]
     for name, pair in report["pairs"].items():
         for learner, final in pair["final"].items():
             scores = ", ".join(f"{v:.1f}" for v in final["scores"])
@@ -439,12 +467,13 @@ def main(argv=None) -> None:
     scale = SCALES[args.scale]
     args.out.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()
-    pairs = {}
+    pairs, data_record = {}, None
     if args.only != "online":
         from rlgen.train import generate
 
         task, kind, rows = scale.dataset
         dataset = generate.generate(task, kind, rows, data_dir=args.data_dir, backend="mujoco")
+        data_record = dataset_record(dataset, task, kind, rows)
         for algo, updates in scale.offline:
             pairs[f"offline-{algo}"] = offline_pair(scale, algo, updates, dataset, args.out, args)
             print(f"offline-{algo}: {pairs[f'offline-{algo}'].get('verdict', 'done')}", flush=True)
@@ -462,6 +491,7 @@ def main(argv=None) -> None:
         "system": runinfo.describe(),
         "command": "python -m benchmarks.parity " + " ".join(argv or sys.argv[1:]),
         "wall_s": time.perf_counter() - begin,
+        "dataset": data_record,
         "pairs": pairs,
     }
     for name, pair in pairs.items():

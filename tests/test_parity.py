@@ -60,7 +60,10 @@ def test_smoke_scale_writes_table_plots_and_resumes(tmp_path, capsys):
     assert [e["step"] for e in offline["evaluations"]] == [10, 20]
     online = report["pairs"]["online-hopper"]["learners"]["rlgen"]
     assert online["evaluations"][-1]["step"] == smoke.online_steps
-    assert "| offline-td3bc | rlgen |" in (tmp_path / "parity.md").read_text()
+    data = report["dataset"]
+    assert data["size"] == smoke.dataset[2] and data["command"].endswith("--size 2000")
+    page = (tmp_path / "parity.md").read_text()
+    assert "| offline-td3bc | rlgen |" in page and data["file"] in page
     capsys.readouterr()
     parity.main(["--scale", "smoke", "--peers", "none", "--out", str(tmp_path), "--resume"])
     assert capsys.readouterr().out.count("already done") == 2
