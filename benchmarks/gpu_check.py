@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -336,6 +337,7 @@ def part_finetune(sizes: Sizes, out: Path) -> dict:
         progress=False,
         **sizes.finetune,
     )
+    shutil.rmtree(config.run_dir, ignore_errors=True)  # each check is a new run
     start = time.perf_counter()
     run = FinetuneRun(config)
     results = run.run()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def run(out_dir: str = "results/demo", scale: str = "auto", progress: bool = Tru
     meta = datasets.read_metadata(path)
     dataset_time = time.perf_counter() - start
 
+    shutil.rmtree(out / "arms", ignore_errors=True)  # each demo is a new run
     print(f"2/2 {' and '.join(ARMS)}: one run, the BC weight of fine-tuning vmapped")
     config = FinetuneConfig(
         algo="td3bc",

@@ -218,6 +218,22 @@ def test_replay_rows_are_the_runs_buffer_in_order(tiny_run):
         behaviour.replay_rows(run_dir, 700)
 
 
+def test_medium_replay_is_the_runs_replay_up_to_its_own_medium_point(tiny_run, monkeypatch):
+    """The run's own first snapshot at the medium level bounds the rows and labels the file: a
+    run below the level is refused, whatever step the package's medium policy came from."""
+    run_dir, _ = tiny_run
+    config = gen.GenerateConfig(behaviour_run=str(run_dir), **ROLLOUTS)
+    with pytest.raises(ValueError, match="no snapshot reached the medium point"):
+        gen._medium_replay("hopper", RECORD, config, SIZE)
+    found = behaviour.snapshots(run_dir)  # as if the run's first snapshot were at the level
+    monkeypatch.setattr(behaviour, "choose", lambda env, snaps: (snaps[0], snaps[-1]))
+    data, _, (step, level) = gen._medium_replay("hopper", RECORD, config, 300)
+    assert (step, level) == found[0][:2] and step == 400 != RECORD["medium"]["step"]
+    np.testing.assert_array_equal(  # the most recent 300 rows before that point
+        data["observations"], behaviour.replay_rows(run_dir, step)["obs"][step - 300 :]
+    )
+
+
 def test_medium_replay_without_the_run_gives_the_command(tmp_path):
     config = gen.GenerateConfig(behaviour_run=str(tmp_path / "missing"), **ROLLOUTS)
     with pytest.raises(FileNotFoundError, match="rlgen dataset train-behaviour") as err:

@@ -93,6 +93,10 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     expected = straight.run()["evaluations"]
     interrupted = OnlineRun(dataclasses.replace(config, run_dir=str(tmp_path / "b")))
     interrupted.run(until=200)
+    saved = (tmp_path / "b" / "config.json").read_text()
+    with pytest.raises(FileExistsError, match="already holds a run.*pass --resume"):
+        interrupted.run()  # starting over would overwrite the run: refused, nothing written
+    assert (tmp_path / "b" / "config.json").read_text() == saved
     interrupted.config = dataclasses.replace(interrupted.config, resume=True)
     resumed = interrupted.run()["evaluations"]
     assert_trees_equal(straight.state, interrupted.state)

@@ -16,6 +16,7 @@ process writes and reads only the shards of its own devices, and process 0 final
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
@@ -40,6 +41,19 @@ def manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.Checkpoin
     return ocp.CheckpointManager(
         os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
     )
+
+
+def will_resume(mngr: ocp.CheckpointManager, resume: bool) -> bool:
+    """Whether a run continues from ``mngr``'s latest checkpoint: when ``resume`` is set and
+    one exists. Starting over where a run's checkpoints are would overwrite that run, so it is
+    refused."""
+    latest = mngr.latest_step()
+    if latest is not None and not resume:
+        raise FileExistsError(
+            f"{Path(mngr.directory).parent} already holds a run (checkpoint at step {latest}): "
+            "pass --resume (resume=True) to continue it, or choose another run directory"
+        )
+    return latest is not None
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:

@@ -607,15 +607,15 @@ class FinetuneRun:
         c = self.config
         until = self.total_steps if until is None else min(until, self.total_steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        mngr = checkpoint.manager(self.run_dir / "checkpoints")
+        resumed = checkpoint.will_resume(mngr, c.resume)  # before anything is written
         write_json(self.run_dir / "config.json", dataclasses.asdict(c))
         write_json(
             self.run_dir / "system.json",
             {**runinfo.describe(), "dataset": self.dataset_info, "reward_scale": self.reward_scale},
         )
-        mngr = checkpoint.manager(self.run_dir / "checkpoints")
         start = time.perf_counter()
         state = self.init_state()
-        resumed = c.resume and mngr.latest_step() is not None
         if resumed:
             state = checkpoint.restore(mngr, state)
         self.eval_log = EvaluationLog(self.run_dir, c.env, resume=resumed)

@@ -8,10 +8,11 @@ Construction (D4RL's own, DESIGN.md section 3), from the reference behaviour pol
 - **expert**: rollouts of the run's final (fully trained) policy.
 - **medium**: rollouts of the run's first evaluated policy whose return reached 1/3 of D4RL's
   expert return (the expert level rlgen's own expert must reach too).
-- **medium-replay**: the run's replay buffer up to the medium point, in insertion order (at most
-  ``size`` rows, the most recent, as a ring buffer of capacity ``size`` would hold). It is read
-  from the behaviour run's directory (its final checkpoint holds the whole buffer); without it,
-  the error gives the command that replays the run to the medium point.
+- **medium-replay**: the run's replay buffer up to its medium point, in insertion order (at
+  most ``size`` rows, the most recent, as a ring buffer of capacity ``size`` would hold). It is
+  read from the behaviour run's directory (its final checkpoint holds the whole buffer), the
+  medium point chosen from that run's own snapshots (a run replayed elsewhere may reach it at
+  another step); without the directory, the error gives the command that replays the run.
 - **medium-expert**: the medium and expert files concatenated (``2 * size`` rows).
 
 Levels are checked, never assumed: a policy kind's file records the D4RL-normalised score of its
@@ -334,13 +335,18 @@ def _check_cached(path: Path, record: dict) -> None:
 
 def _medium_replay(
     env: str, record: dict, config: GenerateConfig, size: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The behaviour run's replay rows up to the medium point (at most the last ``size``) as a
-    D4RL dict, and the returns of the episodes completed inside them."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, float]]:
+    """The behaviour run's replay rows up to its medium point (at most the last ``size``) as a
+    D4RL dict, the returns of the episodes completed inside them, and that point's (step,
+    evaluation return).
+
+    The medium point is the run's own, chosen as the package chooses it (its first snapshot at
+    1/3 of D4RL's expert): the packaged run's is the package's medium step, while a run replayed
+    on another CPU can differ in floating-point order and reach the level at another step."""
     recorded_dir = record["run_config"]["run_dir"]
     run_dir = Path(config.behaviour_run or recorded_dir)
-    step = record["medium"]["step"]
     if not (run_dir / "checkpoints").is_dir():
+        step = record["medium"]["step"]
         minutes = step / record.get("train_env_steps_per_s", math.nan) / 60
         command = record["command"].replace(recorded_dir, str(run_dir))
         raise FileNotFoundError(
@@ -349,10 +355,11 @@ def _medium_replay(
             f"{minutes:.0f} min at the packaged run's speed): {command} --steps {step}; "
             f"or pass --behaviour-run DIR"
         )
+    (step, level, _), _ = behaviour.choose(env, behaviour.snapshots(run_dir))
     rows = behaviour.replay_rows(run_dir, step)
     keep = min(step, size)
     streams = {k: v[None, step - keep :] for k, v in rows.items()}
-    return _streams_to_d4rl(streams, size)
+    return (*_streams_to_d4rl(streams, size), (step, level))
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,15 +471,11 @@ def generate_all(
         _save(paths[kind], data, meta, config)
 
     if "medium-replay" in todo:  # the replay up to the medium point: labelled by its policy
-        check_level(env, "medium", record["medium"]["eval_return"])
-        data, rets = _medium_replay(env, record, config, size)
+        data, rets, (step, level) = _medium_replay(env, record, config, size)
+        score = check_level(env, "medium", level)
         meta = {**base, "kind": "medium-replay", "size": len(data["rewards"]), **data_meta(rets)}
-        meta.update(
-            policy_return=record["medium"]["eval_return"],
-            policy_score=record["medium"]["eval_score"],
-            policy_eval_return=record["medium"]["eval_return"],
-            policy_step=record["medium"]["step"],
-        )
+        meta.update(policy_return=level, policy_score=score, policy_eval_return=level)
+        meta.update(policy_step=step, package_medium_step=record["medium"]["step"])
         _save(paths["medium-replay"], data, meta, config)
 
     if "medium-expert" in todo:

@@ -53,7 +53,11 @@ class RunConfig:
     hidden: tuple[int, ...] = option("hidden widths of actor and critics", default=(256, 256))
     gamma: float = option("discount", default=0.99)
     run_dir: str = option("directory for config, metrics, checkpoints", default="runs/run")
-    resume: bool = option("continue from the latest checkpoint in run_dir", default=False)
+    resume: bool = option(
+        "continue from the latest checkpoint in run_dir (without it, a run_dir that holds "
+        "checkpoints is refused rather than overwritten)",
+        default=False,
+    )
     progress: bool = option("show progress bars", default=True)
 
     def __post_init__(self):
@@ -216,12 +220,12 @@ class OnlineRun:
         c = self.config
         until = self.total_steps if until is None else min(until, self.total_steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        mngr = checkpoint.manager(self.run_dir / "checkpoints")
+        resumed = checkpoint.will_resume(mngr, c.resume)  # before anything is written
         write_json(self.run_dir / "config.json", dataclasses.asdict(c))
         write_json(self.run_dir / "system.json", runinfo.describe())
-        mngr = checkpoint.manager(self.run_dir / "checkpoints")
         start = time.perf_counter()
         state = self.init_state()
-        resumed = c.resume and mngr.latest_step() is not None
         if resumed:
             state = checkpoint.restore(mngr, state)
         self.eval_log = EvaluationLog(self.run_dir, c.env, resume=resumed)
