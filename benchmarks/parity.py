@@ -3,6 +3,7 @@
     python -m benchmarks.parity --scale cpu             # ~90 min on a 2-core CPU, resumable
     python -m benchmarks.parity --scale full            # the GPU command (docs/gpu_runs.md)
     python -m benchmarks.parity --scale smoke --peers none   # CI: rlgen's side only, tiny
+    python -m benchmarks.parity --only offline-iql --seeds 10 --out results/parity_iql10
 
 Pairs, each with the same task, data, budgets, network sizes (256x256 at cpu and full scale),
 batch size (256) and evaluation protocol (10 deterministic episodes per evaluation,
@@ -158,11 +159,18 @@ def run_peer(name: str, script: str, job: dict, result: Path, venvs: Path) -> di
     return json.loads(result.read_text())
 
 
-def cached(path: Path, resume: bool, make) -> dict:
-    """``path``'s record when resuming and it exists, else ``make()`` written there."""
+def cached(path: Path, resume: bool, make, seeds: int | None = None) -> dict:
+    """``path``'s record when resuming and it exists, else ``make()`` written there. ``seeds``:
+    the seeds a cached multi-seed record must hold."""
     if resume and path.exists():
         print(f"resume: {path.name} already done", flush=True)
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        held = len(record["evaluations"][0]["return"]) if seeds else seeds
+        if held != seeds:
+            raise SystemExit(
+                f"{path} holds {held} seeds, this call asks for {seeds}: use another --out"
+            )
+        return record
     record = make()
     write_json(path, record)
     return record
@@ -258,6 +266,7 @@ def offline_pair(scale, algo, updates, dataset, out, args) -> dict:
             jobs / "rlgen.json",
             args.resume,
             lambda: rlgen_offline(scale, algo, updates, dataset, out / "runs" / f"offline-{algo}"),
+            scale.seeds,
         )
     }
     if args.peers != "none":
@@ -292,6 +301,7 @@ def online_pair(scale, task, out, args, high_utd: bool = False) -> dict:
             jobs / "rlgen.json",
             args.resume,
             lambda: rlgen_online(scale, task, out / "runs" / name, high_utd),
+            scale.seeds,
         )
     }
     if args.peers != "none":
@@ -403,8 +413,8 @@ def dataset_record(path: Path, task: str, kind: str, rows: int) -> dict:
     meta = read_metadata(path)
     package = json.loads((behaviour.POLICY_DIR / f"{task}.json").read_text())
     behaviour_command = package["command"]
-    if kind == "medium-replay":  # the run's replay up to the medium point
-        behaviour_command += f" --steps {package['medium']['step']}"
+    if kind == "medium-replay":  # the run replayed up to its own medium point
+        behaviour_command += f" --steps {meta['policy_step']}"
     keys = ("size", "policy_step", "policy_return", "policy_score", "data_return", "num_episodes")
     return {
         "file": path.name,
@@ -458,30 +468,45 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results/parity"))
-    parser.add_argument("--only", choices=("offline", "online"), help="run one half")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PAIR",
+        help="run these pairs (e.g. offline-iql) or halves (offline, online); default: all",
+    )
+    parser.add_argument("--seeds", type=int, help="seeds per learner (default: the scale's)")
     parser.add_argument("--peers", choices=("run", "none"), default="run")
     parser.add_argument("--venvs", type=Path, default=Path("results/parity/venvs"))
     parser.add_argument("--resume", action="store_true", help="skip jobs already in OUT/jobs")
     parser.add_argument("--data-dir", help="dataset cache (default: rlgen's)")
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
+    if args.seeds is not None:
+        if args.seeds < 2:
+            raise SystemExit(f"--seeds must be >= 2 (an interval needs two), got {args.seeds}")
+        scale = dataclasses.replace(scale, seeds=args.seeds)
+
+    def wanted(name: str) -> bool:
+        return not args.only or any(p in (name, name.split("-")[0]) for p in args.only)
+
     args.out.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()
     pairs, data_record = {}, None
-    if args.only != "online":
+    offline = [(a, n) for a, n in scale.offline if wanted(f"offline-{a}")]
+    if offline:
         from rlgen.train import generate
 
         task, kind, rows = scale.dataset
         dataset = generate.generate(task, kind, rows, data_dir=args.data_dir, backend="mujoco")
         data_record = dataset_record(dataset, task, kind, rows)
-        for algo, updates in scale.offline:
+        for algo, updates in offline:
             pairs[f"offline-{algo}"] = offline_pair(scale, algo, updates, dataset, args.out, args)
             print(f"offline-{algo}: {pairs[f'offline-{algo}'].get('verdict', 'done')}", flush=True)
-    if args.only != "offline":
-        runs = [(task, False) for task in scale.online_tasks]
-        runs += [(task, True) for task in scale.high_utd_tasks]
-        for task, high_utd in runs:
-            name = f"online-{task}" + ("-utd20" if high_utd else "")
+    runs = [(task, False) for task in scale.online_tasks]
+    runs += [(task, True) for task in scale.high_utd_tasks]
+    for task, high_utd in runs:
+        name = f"online-{task}" + ("-utd20" if high_utd else "")
+        if wanted(name):
             pairs[name] = online_pair(scale, task, args.out, args, high_utd)
             print(f"{name}: {pairs[name].get('verdict', 'done')}", flush=True)
     report = {
