@@ -139,19 +139,22 @@ def tanh_gaussian_log_prob(
 class GaussianPolicy(nn.Module):
     """Gaussian with mean tanh(MLP(s)) and a learned state-independent log-std (IQL's policy).
 
-    Returns (mean, log_std); log_std is one parameter per action dim (init 0), clipped to
-    [-5, 2] and broadcast to the mean's shape. The density is of the raw action (no squashing).
+    Returns (mean, log_std); log_std is one parameter per action dim (init ``log_std_init``),
+    clipped to [-5, 2] and broadcast to the mean's shape. The density is of the raw action (no
+    squashing).
     """
 
     action_dim: int
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
     layer_norm: bool = False
+    log_std_init: float = 0.0
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean = jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, self.layer_norm)(obs))
-        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        init = nn.initializers.constant(self.log_std_init)
+        log_std = self.param("log_std", init, (self.action_dim,))
         return mean, jnp.broadcast_to(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX), mean.shape)
 
 

@@ -93,6 +93,15 @@ def test_act_is_the_tanh_mean_or_a_clipped_gaussian_sample():
     assert np.any(np.abs(action) == 1.0) and float(jnp.abs(action).max()) <= 1.0
 
 
+def test_initial_log_std_is_the_reference_zero_or_as_configured():
+    np.testing.assert_array_equal(STATE.actor.params["params"]["log_std"], np.zeros(ACT))
+    config = iql.Config(OBS, ACT, hidden=(16, 16), log_std_init=-1.5)  # d3rlpy's start
+    _, log_std = iql.networks(config)[0].apply(
+        iql.init(jax.random.key(0), config).actor.params, np.zeros((4, OBS), np.float32)
+    )
+    np.testing.assert_array_equal(log_std, np.full((4, ACT), -1.5, np.float32))
+
+
 DECAY_CONFIG = iql.Config(OBS, ACT, hidden=(16, 16), actor_decay_steps=100)
 
 

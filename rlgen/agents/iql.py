@@ -44,6 +44,8 @@ class Config:
     num_critics: int = 2
     layer_norm: bool = False  # on critic and value hidden layers
     actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many updates
+    # the policy's initial log-std: 0 as the reference; d3rlpy's sigmoid-bounded one starts at -1.5
+    log_std_init: float = 0.0
 
     def __post_init__(self):
         check_sizes(self, "num_critics")
@@ -77,7 +79,7 @@ class State:
 
 
 def networks(config: Config) -> tuple[nets.GaussianPolicy, nets.QEnsemble, nets.ValueNet]:
-    actor = nets.GaussianPolicy(config.action_dim, config.hidden)
+    actor = nets.GaussianPolicy(config.action_dim, config.hidden, log_std_init=config.log_std_init)
     critic = nets.QEnsemble(config.hidden, config.num_critics, config.layer_norm)
     value = nets.ValueNet(config.hidden, config.layer_norm)
     return actor, critic, value

@@ -150,6 +150,11 @@ class FinetuneConfig(RunConfig):
         "fine-tuning, as its train_finetune.py), on, off",
         default="auto",
     )
+    iql_log_std_init: float = option(
+        "IQL: the policy's initial (state-independent) log-std; 0 as the reference, -1.5 as "
+        "d3rlpy's",
+        default=0.0,
+    )
     augment: str = option(
         "generative augmentation: none; pretraining with model (world-model next states), "
         "model-rollouts (MOPO branched rollouts) or synther (diffusion-upsampled data); "
@@ -354,6 +359,7 @@ class FinetuneConfig(RunConfig):
                 hidden,
                 self.num_critics,
                 actor_decay_steps=pretrain_updates if decay else 0,
+                log_std_init=self.iql_log_std_init,
             )
             return iql, config, self.hparams()
         config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
