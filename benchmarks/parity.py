@@ -165,8 +165,8 @@ def cached(path: Path, resume: bool, make, seeds: int | None = None) -> dict:
     if resume and path.exists():
         print(f"resume: {path.name} already done", flush=True)
         record = json.loads(path.read_text())
-        held = len(record["evaluations"][0]["return"]) if seeds else seeds
-        if held != seeds:
+        held = len(record["evaluations"][0]["return"])
+        if seeds is not None and held != seeds:
             raise SystemExit(
                 f"{path} holds {held} seeds, this call asks for {seeds}: use another --out"
             )
@@ -411,7 +411,7 @@ def dataset_record(path: Path, task: str, kind: str, rows: int) -> dict:
     from rlgen.train import behaviour
 
     meta = read_metadata(path)
-    package = json.loads((behaviour.POLICY_DIR / f"{task}.json").read_text())
+    _, package = behaviour.load_policy(task, "medium")
     behaviour_command = package["command"]
     if kind == "medium-replay":  # the run replayed up to its own medium point
         behaviour_command += f" --steps {meta['policy_step']}"

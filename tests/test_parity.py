@@ -65,9 +65,9 @@ def test_smoke_scale_writes_table_plots_and_resumes(tmp_path, capsys):
     page = (tmp_path / "parity.md").read_text()
     assert "| offline-td3bc | rlgen |" in page and data["file"] in page
     capsys.readouterr()
-    parity.main(["--scale", "smoke", "--peers", "none", "--out", str(tmp_path), "--resume"])
-    assert capsys.readouterr().out.count("already done") == 2
     args = ["--scale", "smoke", "--peers", "none", "--out", str(tmp_path), "--resume"]
+    parity.main(args)
+    assert capsys.readouterr().out.count("already done") == 2
     parity.main([*args, "--only", "online"])
     assert list(json.loads((tmp_path / "parity.json").read_text())["pairs"]) == ["online-hopper"]
     with pytest.raises(SystemExit, match="holds 2 seeds, this call asks for 3"):
