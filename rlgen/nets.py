@@ -22,6 +22,29 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+INITIALIZERS = ("lecun", "orthogonal", "torch")
+
+
+def dense_init(name: str, fan_in: int) -> tuple[Callable, Callable]:
+    """(kernel_init, bias_init) of a Dense layer with ``fan_in`` inputs:
+
+    - ``lecun``: LeCun-normal weights, zero bias (flax's default);
+    - ``orthogonal``: orthogonal weights with gain sqrt 2, zero bias (the IQL / jaxrl reference
+      code's ``default_init``, every layer);
+    - ``torch``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and bias (PyTorch's ``nn.Linear``
+      default, so d3rlpy's and most PyTorch references').
+    """
+    if name == "lecun":
+        return nn.initializers.lecun_normal(), nn.initializers.zeros
+    if name == "orthogonal":
+        return nn.initializers.orthogonal(math.sqrt(2.0)), nn.initializers.zeros
+    if name == "torch":
+        bound = 1.0 / math.sqrt(fan_in)
+        uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(  # noqa: E731
+            key, shape, dtype, -bound, bound
+        )
+        return uniform, uniform
+    raise ValueError(f"unknown initializer '{name}'; choose from {INITIALIZERS}")
 
 
 def activation_fn(name: str) -> Callable:
@@ -31,22 +54,28 @@ def activation_fn(name: str) -> Callable:
 
 
 class MLP(nn.Module):
-    """Dense layers of widths ``hidden`` (each optionally LayerNorm-ed), then a linear ``out``."""
+    """Dense layers of widths ``hidden`` (each optionally LayerNorm-ed), then a linear ``out``;
+    every layer initialised by ``initializer`` (:func:`dense_init`)."""
 
     hidden: Sequence[int]
     out: int
     activation: str = "relu"
     layer_norm: bool = False
+    initializer: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
         for width in self.hidden:
-            x = nn.Dense(width)(x)
+            x = nn.Dense(width, **self._inits(x))(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.out)(x)
+        return nn.Dense(self.out, **self._inits(x))(x)
+
+    def _inits(self, x: jax.Array) -> dict:
+        kernel_init, bias_init = dense_init(self.initializer, x.shape[-1])
+        return {"kernel_init": kernel_init, "bias_init": bias_init}
 
 
 def ensemble(module: type[nn.Module], size: int, shared_input: bool = True) -> type[nn.Module]:
@@ -74,11 +103,16 @@ class QEnsemble(nn.Module):
     num_members: int = 2
     layer_norm: bool = False
     activation: str = "relu"
+    initializer: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         members = ensemble(MLP, self.num_members)(
-            hidden=self.hidden, out=1, activation=self.activation, layer_norm=self.layer_norm
+            hidden=self.hidden,
+            out=1,
+            activation=self.activation,
+            layer_norm=self.layer_norm,
+            initializer=self.initializer,
         )
         return members(jnp.concatenate([obs, action], axis=-1))[..., 0]
 
@@ -89,10 +123,11 @@ class ValueNet(nn.Module):
     hidden: Sequence[int] = (256, 256)
     layer_norm: bool = False
     activation: str = "relu"
+    initializer: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden, 1, self.activation, self.layer_norm)(obs)[..., 0]
+        return MLP(self.hidden, 1, self.activation, self.layer_norm, self.initializer)(obs)[..., 0]
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -149,12 +184,14 @@ class GaussianPolicy(nn.Module):
     activation: str = "relu"
     layer_norm: bool = False
     log_std_init: float = 0.0
+    initializer: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, self.layer_norm)(obs))
-        init = nn.initializers.constant(self.log_std_init)
-        log_std = self.param("log_std", init, (self.action_dim,))
+        mlp = MLP(self.hidden, self.action_dim, self.activation, self.layer_norm, self.initializer)
+        mean = jnp.tanh(mlp(obs))
+        log_std_start = nn.initializers.constant(self.log_std_init)
+        log_std = self.param("log_std", log_std_start, (self.action_dim,))
         return mean, jnp.broadcast_to(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX), mean.shape)
 
 

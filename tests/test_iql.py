@@ -1,5 +1,6 @@
 import functools
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from rlgen import nets
-from rlgen.agents import iql
+from rlgen.agents import core, iql
+from rlgen.agents.common import Optimized
 from rlgen.data.transition import Transition
 
 OBS, ACT, B = 3, 2, 16
@@ -156,3 +158,86 @@ def test_validation():
         iql.Config(OBS, ACT, actor_decay_steps=-1)
     with pytest.raises(ValueError, match="do not match"):
         iql.update(CONFIG, STATE, Transition.zeros(OBS, ACT + 1, (B,)))
+
+
+# d3rlpy 2.8's IQL on fixed batches (benchmarks/peers/d3rlpy_iql_steps.py wrote the file)
+D3RLPY = np.load(Path(__file__).parent / "fixtures" / "iql_d3rlpy_steps.npz")
+
+
+def _d3rlpy_weights(prefix: str) -> tuple[dict, dict, dict, dict]:
+    """d3rlpy's (actor, critic, target critic, value) weights as rlgen's parameter trees; the
+    actor's log-std slot holds d3rlpy's raw parameter (its log-std is -5 + 7 sigmoid(raw))."""
+    w = {k[len(prefix) + 1 :]: D3RLPY[k] for k in D3RLPY.files if k.startswith(prefix + "/")}
+
+    def mlp(key_prefix: str, out: str) -> dict:
+        names = (
+            f"{key_prefix}_encoder._layers.0",
+            f"{key_prefix}_encoder._layers.2",
+            key_prefix + out,
+        )
+        return {
+            f"Dense_{i}": {"kernel": w[f"{n}.weight"].T, "bias": w[f"{n}.bias"]}
+            for i, n in enumerate(names)
+        }
+
+    def ensemble(module: str) -> dict:
+        members = [mlp(f"{module}/{k}.", "_fc") for k in (0, 1)]
+        return {"params": {"VmapMLP_0": jax.tree.map(lambda *x: np.stack(x), *members)}}
+
+    actor = {"params": {"MLP_0": mlp("policy/", "_mu"), "log_std": w["policy/_logstd"][0]}}
+    value = {"params": {"MLP_0": mlp("value_func/", "_fc")}}
+    return actor, ensemble("q_funcs"), ensemble("targ_q_funcs"), value
+
+
+def test_losses_and_adam_steps_match_d3rlpy_given_its_order_and_log_std():
+    """rlgen's IQL losses, target and Adam steps reproduce d3rlpy's IQL update for update over
+    10 steps from d3rlpy's weights, once the two places d3rlpy departs from the reference code
+    are replayed here: its log-std is -5 + 7 sigmoid(raw) (rlgen's, as the reference, is a free
+    parameter), and it steps Q and V jointly, so Q's target r + gamma V(s') uses V before its
+    step (rlgen, as the reference, steps V first and backs up the stepped V)."""
+    updates = D3RLPY["losses"].shape[0]
+    config = iql.Config(11, 3, hidden=(16, 16), actor_decay_steps=updates)
+    actor, critic, target_critic, value = _d3rlpy_weights("init")
+    state = iql.init(jax.random.key(0), config).replace(
+        actor=Optimized.create(actor),
+        critic=Optimized.create(critic),
+        target_critic=target_critic,
+        value=Optimized.create(value),
+    )
+
+    def with_d3rlpy_log_std(actor_params):
+        raw = actor_params["params"]["log_std"]
+        return {"params": {**actor_params["params"], "log_std": -5.0 + 7.0 * jax.nn.sigmoid(raw)}}
+
+    def d3rlpy_order_step(state, batch):
+        target = iql.q_target(config, state, batch)  # V before its step
+        value, v_metrics = core.descend(
+            state.value, lambda p: iql.value_loss(config, p, state, batch), state.hp.value_lr
+        )
+        state = state.replace(value=value)
+        actor, a_metrics = core.descend(
+            state.actor,
+            lambda p: iql.actor_loss(config, with_d3rlpy_log_std(p), state, batch),
+            iql.actor_lr(config, state),
+        )
+        state = state.replace(actor=actor)
+        state, c_metrics = core.critic_step(
+            state, lambda p: iql.critic_loss(config, p, batch, target)
+        )
+        losses = [v_metrics["value_loss"], a_metrics["actor_loss"], c_metrics["critic_loss"]]
+        return state.replace(step=state.step + 1), jnp.stack(losses)
+
+    b = {k: D3RLPY[f"batch/{k}"] for k in ("obs", "action", "reward", "next_obs", "terminal")}
+    batches = Transition(
+        **b, truncated=np.zeros_like(b["reward"]), mc_return=np.zeros_like(b["reward"])
+    )
+    state, losses = jax.jit(lambda s, x: jax.lax.scan(d3rlpy_order_step, s, x))(state, batches)
+    np.testing.assert_allclose(losses, D3RLPY["losses"], rtol=2e-4, atol=1e-6)
+    actor, critic, target_critic, value = _d3rlpy_weights("final")
+    for ours, theirs in (
+        (state.actor.params, actor),
+        (state.critic.params, critic),
+        (state.target_critic, target_critic),
+        (state.value.params, value),
+    ):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), ours, theirs)

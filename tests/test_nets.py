@@ -120,3 +120,38 @@ def test_residual_denoiser_is_residual_and_noise_conditioned():
     bf16 = nets.ResidualDenoiser(width=32, dtype=jnp.bfloat16).apply(params, x, jnp.zeros(5))
     assert bf16.dtype == jnp.float32
     np.testing.assert_allclose(bf16, out, atol=0.05 * float(jnp.abs(out).max()))
+
+
+def _layers(initializer: str, hidden=(256, 128)) -> dict:
+    mlp = nets.MLP(hidden, 3, initializer=initializer)
+    return mlp.init(jax.random.key(0), jnp.zeros((1, 64)))["params"]
+
+
+def test_lecun_initializer_is_flax_default():
+    default = nets.MLP((256, 128), 3).init(jax.random.key(0), jnp.zeros((1, 64)))["params"]
+    jax.tree.map(np.testing.assert_array_equal, _layers("lecun"), default)
+
+
+def test_orthogonal_initializer_has_gain_sqrt2_and_zero_bias():
+    for layer in _layers("orthogonal").values():
+        w = np.asarray(layer["kernel"], np.float64)
+        small = min(w.shape)
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, 2.0 * np.eye(small), atol=1e-4)
+        assert not np.any(layer["bias"])
+
+
+def test_torch_initializer_is_uniform_within_one_over_sqrt_fan_in():
+    for layer in _layers("torch").values():
+        kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+        bound = 1 / math.sqrt(kernel.shape[0])
+        assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+        assert np.any(bias)
+        # fills U(-b, b), whose std is b / sqrt(3), not a narrower interval
+        assert np.abs(kernel).max() > 0.99 * bound
+        np.testing.assert_allclose(kernel.std(), bound / math.sqrt(3), rtol=0.05)
+
+
+def test_unknown_initializer_is_refused():
+    with pytest.raises(ValueError, match="unknown initializer 'xavier'"):
+        _layers("xavier")

@@ -1,4 +1,4 @@
-"""What both peer scripts share: the evaluation protocol and the atomic result file. Imported
+"""What the peer scripts share: the evaluation protocol and atomic result files. Imported
 as ``common`` from the scripts' own directory (Python puts it first on the path)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import tempfile
 
 import gymnasium as gym
+import numpy as np
 
 
 def evaluate(policy, env_id: str, episodes: int, seed: int) -> list[float]:
@@ -31,4 +32,12 @@ def write_json(path: str, record: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(record, f)
+    os.replace(tmp, path)
+
+
+def write_npz(path: str, arrays: dict) -> None:
+    """``arrays`` to ``path`` (.npz) through a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
     os.replace(tmp, path)

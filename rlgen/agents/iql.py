@@ -46,9 +46,14 @@ class Config:
     actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many updates
     # the policy's initial log-std: 0 as the reference; d3rlpy's sigmoid-bounded one starts at -1.5
     log_std_init: float = 0.0
+    initializer: str = "lecun"  # every layer's initialiser (nets.dense_init)
 
     def __post_init__(self):
         check_sizes(self, "num_critics")
+        if self.initializer not in nets.INITIALIZERS:
+            raise ValueError(
+                f"initializer must be one of {nets.INITIALIZERS}, got {self.initializer!r}"
+            )
         if self.actor_decay_steps < 0:
             raise ValueError(f"actor_decay_steps must be >= 0, got {self.actor_decay_steps}")
 
@@ -79,9 +84,16 @@ class State:
 
 
 def networks(config: Config) -> tuple[nets.GaussianPolicy, nets.QEnsemble, nets.ValueNet]:
-    actor = nets.GaussianPolicy(config.action_dim, config.hidden, log_std_init=config.log_std_init)
-    critic = nets.QEnsemble(config.hidden, config.num_critics, config.layer_norm)
-    value = nets.ValueNet(config.hidden, config.layer_norm)
+    actor = nets.GaussianPolicy(
+        config.action_dim,
+        config.hidden,
+        log_std_init=config.log_std_init,
+        initializer=config.initializer,
+    )
+    critic = nets.QEnsemble(
+        config.hidden, config.num_critics, config.layer_norm, initializer=config.initializer
+    )
+    value = nets.ValueNet(config.hidden, config.layer_norm, initializer=config.initializer)
     return actor, critic, value
 
 

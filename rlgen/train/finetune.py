@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlgen import envs, runinfo
+from rlgen import envs, nets, runinfo
 from rlgen.agents import cql, iql, td3bc
 from rlgen.agents.common import with_hparams, with_obs_normalizer
 from rlgen.config import check, option
@@ -155,6 +155,11 @@ class FinetuneConfig(RunConfig):
         "d3rlpy's",
         default=0.0,
     )
+    iql_initializer: str = option(
+        "IQL: every layer's initialiser: lecun (flax's default), orthogonal (gain sqrt 2, the "
+        "reference code's) or torch (PyTorch nn.Linear's uniform, d3rlpy's)",
+        default="lecun",
+    )
     augment: str = option(
         "generative augmentation: none; pretraining with model (world-model next states), "
         "model-rollouts (MOPO branched rollouts) or synther (diffusion-upsampled data); "
@@ -241,6 +246,7 @@ class FinetuneConfig(RunConfig):
                 "precision": tuple(diffusion.PRECISIONS),
                 "max_target_backup": ("auto", "on", "off"),
                 "iql_actor_decay": ("auto", "on", "off"),
+                "iql_initializer": nets.INITIALIZERS,
                 "online_sampling": ("auto", "mix", "union"),
                 "model_termination": dynamics.TERMINATIONS,
             },
@@ -360,6 +366,7 @@ class FinetuneConfig(RunConfig):
                 self.num_critics,
                 actor_decay_steps=pretrain_updates if decay else 0,
                 log_std_init=self.iql_log_std_init,
+                initializer=self.iql_initializer,
             )
             return iql, config, self.hparams()
         config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
