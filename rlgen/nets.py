@@ -6,6 +6,7 @@ batched matmul over members rather than N separate ones.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,42 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 INITIALIZERS = ("lecun", "orthogonal", "torch")
 
 
+def _householder_q(a: jax.Array) -> jax.Array:
+    """Q of the QR decomposition of a tall (m, n) matrix with R's diagonal made positive, by
+    Householder reflections in plain jnp (matmuls only, no LAPACK call)."""
+    m, n = a.shape
+    rows = jnp.arange(m)
+
+    def reflect(k, carry):
+        a, vs, signs = carry
+        x = jnp.where(rows >= k, a[:, k], 0.0)
+        sign = jnp.where(x[k] >= 0, 1.0, -1.0)
+        v = x.at[k].add(sign * jnp.linalg.norm(x))
+        v = v / jnp.linalg.norm(v)
+        a = a - 2.0 * jnp.outer(v, v @ a)
+        return a, vs.at[:, k].set(v), signs.at[k].set(-sign)  # R[k, k] = -sign * |x|
+
+    init = (a, jnp.zeros((m, n), a.dtype), jnp.zeros((n,), a.dtype))
+    _, vs, signs = jax.lax.fori_loop(0, n, reflect, init)
+
+    def apply(j, q):  # q <- H_k q for k = n-1 .. 0, starting from the first n columns of I
+        v = vs[:, n - 1 - j]
+        return q - 2.0 * jnp.outer(v, v @ q)
+
+    q = jax.lax.fori_loop(0, n, apply, jnp.eye(m, n, dtype=a.dtype))
+    return q * signs
+
+
+def orthogonal(key: jax.Array, shape, dtype=jnp.float32, gain: float = 1.0) -> jax.Array:
+    """A (uniformly random) orthogonal (fan_in, fan_out) matrix times ``gain``: the same values as
+    ``jax.nn.initializers.orthogonal(gain)``, computed without LAPACK, whose concurrent CPU calls
+    deadlock under jax 0.10 (two vmapped 256 x 256 QRs in one program never finish)."""
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    tall = (max(rows, cols), min(rows, cols))
+    q = _householder_q(jax.random.normal(key, tall, dtype))
+    return gain * (q if rows >= cols else q.T).reshape(shape)
+
+
 def dense_init(name: str, fan_in: int) -> tuple[Callable, Callable]:
     """(kernel_init, bias_init) of a Dense layer with ``fan_in`` inputs:
 
@@ -37,7 +74,7 @@ def dense_init(name: str, fan_in: int) -> tuple[Callable, Callable]:
     if name == "lecun":
         return nn.initializers.lecun_normal(), nn.initializers.zeros
     if name == "orthogonal":
-        return nn.initializers.orthogonal(math.sqrt(2.0)), nn.initializers.zeros
+        return functools.partial(orthogonal, gain=math.sqrt(2.0)), nn.initializers.zeros
     if name == "torch":
         bound = 1.0 / math.sqrt(fan_in)
         uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(  # noqa: E731

@@ -132,6 +132,23 @@ def test_lecun_initializer_is_flax_default():
     jax.tree.map(np.testing.assert_array_equal, _layers("lecun"), default)
 
 
+@pytest.mark.parametrize("shape", [(11, 64), (64, 64), (64, 1), (2, 3, 5)])
+def test_orthogonal_equals_jax_orthogonal_initializer(shape):
+    key = jax.random.key(3)
+    ours = nets.orthogonal(key, shape, gain=1.5)
+    np.testing.assert_allclose(ours, jax.nn.initializers.orthogonal(1.5)(key, shape), atol=1e-5)
+
+
+def test_orthogonal_ensembles_initialise_under_vmap():
+    """Two vmapped LAPACK QRs of 256 x 256 in one jax 0.10 CPU program deadlock; nets.orthogonal
+    uses none, so seed-vmapped ensembles initialise (this test hangs with the LAPACK version)."""
+    q = nets.QEnsemble((256, 256), 2, initializer="orthogonal")
+    init = jax.jit(jax.vmap(lambda k: q.init(k, jnp.zeros((1, 11)), jnp.zeros((1, 3)))))
+    params = init(jax.random.split(jax.random.key(0), 4))["params"]["VmapMLP_0"]
+    w = np.asarray(params["Dense_1"]["kernel"][3, 1], np.float64)
+    np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(256), atol=1e-4)
+
+
 def test_orthogonal_initializer_has_gain_sqrt2_and_zero_bias():
     for layer in _layers("orthogonal").values():
         w = np.asarray(layer["kernel"], np.float64)
