@@ -46,7 +46,7 @@ class Config:
     actor_decay_steps: int = 0  # > 0: cosine-decay the actor lr to 0 over this many updates
     # the policy's initial log-std: 0 as the reference; d3rlpy's sigmoid-bounded one starts at -1.5
     log_std_init: float = 0.0
-    initializer: str = "lecun"  # every layer's initialiser (nets.dense_init)
+    initializer: str = "orthogonal"  # every layer's (nets.dense_init): the reference code's
 
     def __post_init__(self):
         check_sizes(self, "num_critics")

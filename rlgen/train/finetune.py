@@ -156,9 +156,9 @@ class FinetuneConfig(RunConfig):
         default=0.0,
     )
     iql_initializer: str = option(
-        "IQL: every layer's initialiser: lecun (flax's default), orthogonal (gain sqrt 2, the "
-        "reference code's) or torch (PyTorch nn.Linear's uniform, d3rlpy's)",
-        default="lecun",
+        "IQL: every layer's initialiser: orthogonal (gain sqrt 2, the reference code's), lecun "
+        "(flax's default) or torch (PyTorch nn.Linear's uniform, d3rlpy's)",
+        default="orthogonal",
     )
     augment: str = option(
         "generative augmentation: none; pretraining with model (world-model next states), "
