@@ -15,6 +15,7 @@ import d3rlpy
 import numpy as np
 import torch
 from common import write_npz
+from d3rlpy_offline import make_algo
 
 UPDATES, BATCH, OBS, ACT, HIDDEN = 10, 32, 11, 3, [16, 16]
 
@@ -42,20 +43,9 @@ def main(out: str) -> None:
     torch.set_num_threads(1)
     d3rlpy.seed(0)
     data = {k: v.astype(np.float32) for k, v in batches(np.random.default_rng(0)).items()}
-    encoder = d3rlpy.models.VectorEncoderFactory(HIDDEN)
-    decay = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=UPDATES)
-    algo = d3rlpy.algos.IQLConfig(
-        actor_learning_rate=3e-4,
-        critic_learning_rate=3e-4,
-        actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=decay),
-        expectile=0.7,
-        weight_temp=3.0,
-        max_weight=100.0,
-        actor_encoder_factory=encoder,
-        critic_encoder_factory=encoder,
-        value_encoder_factory=encoder,
-        batch_size=BATCH,
-    ).create(device="cpu:0")
+    # the parity pair's IQL settings; the reward scaler goes unused (batches skip d3rlpy's scaling)
+    job = {"algo": "iql", "updates": UPDATES, "hidden": HIDDEN, "batch_size": BATCH}
+    algo = make_algo(job).create(device="cpu:0")
     algo.create_impl((OBS,), ACT)
     modules = algo.impl._modules
     record = weights(modules, "init")
