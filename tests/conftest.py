@@ -35,6 +35,21 @@ def run_python(*args: str, env: dict | None = None) -> str:
     return output
 
 
+def random_batch(seed, obs_dim, action_dim, lead, random_terminals=False, mc_return=0.0):
+    """A float32 Transition of Gaussian observations and rewards and uniform [-1, 1] actions with
+    leading shape ``lead``; no terminals unless ``random_terminals`` (fair coin flips)."""
+    import numpy as np
+
+    from rlgen.data.transition import Transition
+
+    rng = np.random.default_rng(seed)
+    obs, action = rng.normal(size=(*lead, obs_dim)), rng.uniform(-1.0, 1.0, (*lead, action_dim))
+    reward, next_obs = rng.normal(size=lead), rng.normal(size=(*lead, obs_dim))
+    terminal = rng.integers(0, 2, lead) if random_terminals else np.zeros(lead)
+    fields = (obs, action, reward, next_obs, terminal, np.zeros(lead), np.full(lead, mc_return))
+    return Transition(*(np.asarray(x, np.float32) for x in fields))
+
+
 # RLGEN_COMPILE_REPORT=path: append each test's seconds spent tracing, lowering and compiling
 # (JAX's compile events) to that file, one JSON line per test, to see what the suite spends
 # compiling (child processes are not counted).

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_batch
 from scipy.special import logsumexp
 
 from rlgen.agents import cql
@@ -17,19 +18,7 @@ PENALTY = jax.jit(cql.cql_penalty, static_argnames=("calibrated", "action_dim"))
 
 
 def _batch(seed, lead=(B,), mc_return=0.0):
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda x: np.asarray(x, np.float32),
-        Transition(
-            obs=rng.normal(size=(*lead, OBS)),
-            action=rng.uniform(-1.0, 1.0, (*lead, ACT)),
-            reward=rng.normal(size=lead),
-            next_obs=rng.normal(size=(*lead, OBS)),
-            terminal=np.zeros(lead),
-            truncated=np.zeros(lead),
-            mc_return=np.full(lead, mc_return),
-        ),
-    )
+    return random_batch(seed, OBS, ACT, lead, mc_return=mc_return)
 
 
 def _np_penalty(q_data, q_u, q_pi, lp_pi, q_next, lp_next, mc, calibrated, d, temp=1.0):

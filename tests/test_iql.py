@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_batch
 
 from rlgen import nets
 from rlgen.agents import core, iql
@@ -18,19 +19,7 @@ STATE = jax.jit(lambda key: iql.init(key, CONFIG))(jax.random.key(0))
 
 
 def _batch(seed, lead=(B,)):
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda x: np.asarray(x, np.float32),
-        Transition(
-            obs=rng.normal(size=(*lead, OBS)),
-            action=rng.uniform(-1.0, 1.0, (*lead, ACT)),
-            reward=rng.normal(size=lead),
-            next_obs=rng.normal(size=(*lead, OBS)),
-            terminal=rng.integers(0, 2, lead),
-            truncated=np.zeros(lead),
-            mc_return=np.zeros(lead),
-        ),
-    )
+    return random_batch(seed, OBS, ACT, lead, random_terminals=True)
 
 
 def test_expectile_loss_on_known_values():

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_batch
 
 from rlgen.agents import td3bc
 from rlgen.agents.common import with_obs_normalizer
@@ -16,19 +17,7 @@ STATE = jax.jit(lambda key: td3bc.init(key, CONFIG))(jax.random.key(0))
 
 
 def _batch(seed, lead=(B,)):
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda x: np.asarray(x, np.float32),
-        Transition(
-            obs=rng.normal(size=(*lead, OBS)),
-            action=rng.uniform(-1.0, 1.0, (*lead, ACT)),
-            reward=rng.normal(size=lead),
-            next_obs=rng.normal(size=(*lead, OBS)),
-            terminal=np.zeros(lead),
-            truncated=np.zeros(lead),
-            mc_return=np.zeros(lead),
-        ),
-    )
+    return random_batch(seed, OBS, ACT, lead)
 
 
 def test_actor_loss_matches_the_formula():
