@@ -195,6 +195,11 @@ def test_make_options():
     mjx_env = E.make("hopper", backend="mjx", iterations=2, ls_iterations=3, solver="cg")
     opt = mjx_env.physics.model.opt
     assert (opt.iterations, opt.ls_iterations, opt.solver) == (2, 3, mujoco.mjtSolver.mjSOL_CG)
+    assert opt.integrator == mujoco.mjtIntegrator.mjINT_RK4  # the model file's
+    euler = E.make("hopper", backend="mjx", integrator="euler").physics.model.opt.integrator
+    assert euler == mujoco.mjtIntegrator.mjINT_EULER
+    with pytest.raises(ValueError, match="integrator must be None or one of"):
+        E.make("hopper", backend="mjx", integrator="rk5")
     assert E.make("ant", backend="mujoco").physics.model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
     pyramidal = E.make("ant", backend="mujoco", elliptic_cone=False)
     assert pyramidal.physics.model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL

@@ -15,6 +15,11 @@ CPU was shared with other jobs while measuring).
     4/8           4e-6    5e-2      4e-4         9e-1    657, 117
     1/4           1e+0    9e+0      1e+1         6e+0    1394, 541
 
+Hopper, Walker2d and Ant's model files integrate with RK4: four forward passes per MuJoCo step,
+which MJX unrolls, so their step compiles about 3x slower than HalfCheetah's (Euler). `integrator=
+"euler"` replaces it (one pass per step): cheaper compiles and steps, but no longer Gymnasium's
+dynamics; the default keeps the file's integrator.
+
 Ant's floor is high because a float32 elliptic-cone solve moves single clipped contact forces by
 a few percent (float64 MJX matches to 1e-3; median errors are <= 4e-6 everywhere at 8/16). With
 1/4 the solver stays unconverged on contact steps and the dynamics drift from Gymnasium. Pass
@@ -55,6 +60,7 @@ mjx = _import_mjx()
 _MATMUL_PRECISION = "highest"
 
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
+_INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4}
 
 
 class MjxPhysics:
@@ -68,11 +74,18 @@ class MjxPhysics:
         iterations: int = DEFAULT_SOLVER["iterations"],
         ls_iterations: int = DEFAULT_SOLVER["ls_iterations"],
         solver: str = DEFAULT_SOLVER["solver"],
+        integrator: str | None = DEFAULT_SOLVER["integrator"],
     ):
+        if solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {sorted(_SOLVERS)}, got {solver!r}")
+        if integrator is not None and integrator not in _INTEGRATORS:
+            raise ValueError(f"integrator must be None or one of {sorted(_INTEGRATORS)}")
         model = copy.copy(model)  # the solver options are ours to change
         model.opt.iterations = iterations
         model.opt.ls_iterations = ls_iterations
         model.opt.solver = _SOLVERS[solver]
+        if integrator is not None:
+            model.opt.integrator = _INTEGRATORS[integrator]
         self.model = model
         self._mx = mjx.put_model(model, impl="jax")  # not Warp: rne_postconstraint needs JAX
         self._frame_skip = frame_skip

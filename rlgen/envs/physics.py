@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from rlgen.envs.mjx_physics import MjxPhysics
 
 BACKENDS = ("auto", "mjx", "mujoco")
-# MJX's solver cap (see mjx_physics's docstring); defined here so checking the settings of a
-# C MuJoCo env does not import MJX
-DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton"}
+# MJX's solver cap (see mjx_physics's docstring) and integrator (None: the model file's own);
+# defined here so checking the settings of a C MuJoCo env does not import MJX
+DEFAULT_SOLVER = {"iterations": 8, "ls_iterations": 16, "solver": "newton", "integrator": None}
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -34,8 +34,8 @@ def make_physics(
     contact_forces: bool = False,
     **solver,
 ) -> MjxPhysics | HostPhysics:
-    """Physics for `model`. `solver` (iterations, ls_iterations, solver) applies to MJX only:
-    C MuJoCo keeps the model's own (converged) solver settings."""
+    """Physics for `model`. `solver` (iterations, ls_iterations, solver, integrator) applies to
+    MJX only: C MuJoCo keeps the model's own (converged) settings."""
     unknown = set(solver) - set(DEFAULT_SOLVER)
     if unknown:
         raise TypeError(f"unknown solver settings: {sorted(unknown)}")

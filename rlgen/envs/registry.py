@@ -21,7 +21,8 @@ def make(name: str, backend: str = "auto", **kwargs) -> MujocoEnv:
 
     kwargs: the Gymnasium-v5 constructor arguments of that env (reward weights, healthy ranges,
     `reset_noise_scale`, ...), `max_episode_steps` (default 1000) and the MJX solver settings
-    `iterations`, `ls_iterations`, `solver` ("newton" or "cg"; ignored by the C backend).
+    `iterations`, `ls_iterations`, `solver` ("newton" or "cg") and `integrator` (None: the model
+    file's; "euler" or "rk4"), all ignored by the C backend.
     """
     if name not in ENVS:
         raise ValueError(f"unknown env {name!r}; choose from {sorted(ENVS)}")
