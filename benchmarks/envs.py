@@ -63,6 +63,9 @@ def main(argv=None) -> None:
     parser.add_argument("--iterations", type=int, default=DEFAULT_SOLVER["iterations"])
     parser.add_argument("--ls-iterations", type=int, default=DEFAULT_SOLVER["ls_iterations"])
     parser.add_argument("--solver", default=DEFAULT_SOLVER["solver"], choices=["newton", "cg"])
+    parser.add_argument(
+        "--integrator", choices=["euler", "rk4"], help="MJX integrator (default: the model file's)"
+    )
     parser.add_argument("--out", default="results/bench_envs.json")
     args = parser.parse_args(argv)
     args.envs = args.envs or (["hopper"] if args.quick else sorted(E.ENVS))
@@ -73,6 +76,7 @@ def main(argv=None) -> None:
         "iterations": args.iterations,
         "ls_iterations": args.ls_iterations,
         "solver": args.solver,
+        "integrator": args.integrator,
     }
 
     rows = []
