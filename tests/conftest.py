@@ -40,7 +40,7 @@ def random_batch(seed, obs_dim, action_dim, lead, random_terminals=False, mc_ret
     leading shape ``lead``; no terminals unless ``random_terminals`` (fair coin flips)."""
     import numpy as np
 
-    from rlgen.data.transition import Transition
+    from rlgen.data.transition import Transition  # here: jax's environment is set above first
 
     rng = np.random.default_rng(seed)
     obs, action = rng.normal(size=(*lead, obs_dim)), rng.uniform(-1.0, 1.0, (*lead, action_dim))

@@ -19,6 +19,8 @@ measured with the XML's converged solver (100 iterations) and unchanged by the d
 Termination must match Gymnasium at every step.
 """
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -103,8 +105,6 @@ def test_online_sac_warms_up_trains_and_evaluates_on_mjx(tmp_path):
     """The online SAC run on MJX, 2 vmapped seeds: random warm-up and training chunks store every
     transition at once (no episode log), metrics stay finite, and the final evaluation runs on
     MJX states. Euler integration, as above."""
-    import json
-
     from rlgen.train.runner import OnlineConfig, OnlineRun
 
     config = OnlineConfig(
@@ -140,8 +140,6 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     """``python -m benchmarks.gpu_check --dry-run``: every part at toy size writes its section
     (parity on MJX, whose hopper programs come from the compilation cache after the parity
     tests in this file; the rest on C MuJoCo)."""
-    import json
-
     from benchmarks import gpu_check
 
     report = gpu_check.run(tmp_path, budget_s=600, dry_run=True)

@@ -81,7 +81,7 @@ class MjxPhysics:
     ):
         if solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {sorted(_SOLVERS)}, got {solver!r}")
-        if integrator is not None and integrator not in _INTEGRATORS:
+        if integrator not in (None, *_INTEGRATORS):
             raise ValueError(
                 f"integrator must be None or one of {sorted(_INTEGRATORS)}, got {integrator!r}"
             )
