@@ -4,6 +4,7 @@
     python -m benchmarks.parity --scale full            # the GPU command (docs/gpu_runs.md)
     python -m benchmarks.parity --scale smoke --peers none   # CI: rlgen's side only, tiny
     python -m benchmarks.parity --only offline-iql --seeds 10 --out results/parity_iql10
+    python -m benchmarks.parity --only offline-calql --updates 10000 --out results/parity_calql10k
 
 Pairs, each with the same task, data, budgets, network sizes (256x256 at cpu and full scale),
 batch size (256) and evaluation protocol (10 deterministic episodes per evaluation,
@@ -87,9 +88,8 @@ SCALES = {
         online_warmup=200,
         online_eval_every=100,
     ),
-    # about 90 minutes of a 2-core CPU with both peers: the offline pairs at 20k updates (too few
-    # for CQL / Cal-QL's actors to leave their start, so those pairs compare early learning),
-    # the online pairs at 30k env steps
+    # about 60-90 minutes of a 2-core CPU with both peers: the offline pairs at 5k updates (2k
+    # for CQL / Cal-QL, so those pairs compare early learning), the online pairs at 30k env steps
     "cpu": Scale(
         seeds=3,
         hidden=(256, 256),
@@ -159,9 +159,10 @@ def run_peer(name: str, script: str, job: dict, result: Path, venvs: Path) -> di
     return json.loads(result.read_text())
 
 
-def cached(path: Path, resume: bool, make, seeds: int | None = None) -> dict:
-    """``path``'s record when resuming and it exists, else ``make()`` written there. ``seeds``:
-    the seeds a cached multi-seed record must hold."""
+def cached(path: Path, resume: bool, make, budget: int, seeds: int | None = None) -> dict:
+    """``path``'s record when resuming and it exists, else ``make()`` written there. A cached
+    record must end at ``budget`` (its last evaluation's step) and, for a multi-seed record,
+    hold ``seeds`` seeds."""
     if resume and path.exists():
         print(f"resume: {path.name} already done", flush=True)
         record = json.loads(path.read_text())
@@ -169,6 +170,11 @@ def cached(path: Path, resume: bool, make, seeds: int | None = None) -> dict:
         if seeds is not None and held != seeds:
             raise SystemExit(
                 f"{path} holds {held} seeds, this call asks for {seeds}: use another --out"
+            )
+        ran = record["evaluations"][-1]["step"]
+        if ran != budget:
+            raise SystemExit(
+                f"{path} ran {ran} steps, this call asks for {budget}: use another --out"
             )
         return record
     record = make()
@@ -266,6 +272,7 @@ def offline_pair(scale, algo, updates, dataset, out, args) -> dict:
             jobs / "rlgen.json",
             args.resume,
             lambda: rlgen_offline(scale, algo, updates, dataset, out / "runs" / f"offline-{algo}"),
+            updates,
             scale.seeds,
         )
     }
@@ -288,7 +295,7 @@ def offline_pair(scale, algo, updates, dataset, out, args) -> dict:
             make = lambda job=job, path=path: run_peer(  # noqa: E731
                 "d3rlpy", "d3rlpy_offline.py", job, path, args.venvs
             )
-            seeds.append(cached(path, args.resume, make))
+            seeds.append(cached(path, args.resume, make, updates))
         learners["d3rlpy"] = merge_seeds(seeds, "updates_per_s", "updates_per_s_per_seed")
     return {"task": scale.dataset[0], "steps": "updates", **compare(scale.dataset[0], learners)}
 
@@ -301,6 +308,7 @@ def online_pair(scale, task, out, args, high_utd: bool = False) -> dict:
             jobs / "rlgen.json",
             args.resume,
             lambda: rlgen_online(scale, task, out / "runs" / name, high_utd),
+            scale.online_steps,
             scale.seeds,
         )
     }
@@ -323,7 +331,7 @@ def online_pair(scale, task, out, args, high_utd: bool = False) -> dict:
             make = lambda job=job, path=path: run_peer(  # noqa: E731
                 "sbx", "sbx_online.py", job, path, args.venvs
             )
-            seeds.append(cached(path, args.resume, make))
+            seeds.append(cached(path, args.resume, make, scale.online_steps))
         learners["sbx"] = merge_seeds(seeds, "env_steps_per_s", "env_steps_per_s_per_seed")
     return {"task": task, "steps": "env steps", **compare(task, learners)}
 
@@ -475,6 +483,9 @@ def main(argv=None) -> None:
         help="run these pairs (e.g. offline-iql) or halves (offline, online); default: all",
     )
     parser.add_argument("--seeds", type=int, help="seeds per learner (default: the scale's)")
+    parser.add_argument(
+        "--updates", type=int, help="updates of every offline pair (default: the scale's)"
+    )
     parser.add_argument("--peers", choices=("run", "none"), default="run")
     parser.add_argument("--venvs", type=Path, default=Path("results/parity/venvs"))
     parser.add_argument("--resume", action="store_true", help="skip jobs already in OUT/jobs")
@@ -485,6 +496,15 @@ def main(argv=None) -> None:
         if args.seeds < 2:
             raise SystemExit(f"--seeds must be >= 2 (an interval needs two), got {args.seeds}")
         scale = dataclasses.replace(scale, seeds=args.seeds)
+    if args.updates is not None:
+        if args.updates <= 0 or args.updates % scale.offline_evals:
+            raise SystemExit(
+                f"--updates must be a positive multiple of the scale's {scale.offline_evals} "
+                f"evaluations, got {args.updates}"
+            )
+        scale = dataclasses.replace(
+            scale, offline=tuple((algo, args.updates) for algo, _ in scale.offline)
+        )
 
     def wanted(name: str) -> bool:
         return not args.only or any(p in (name, name.split("-")[0]) for p in args.only)

@@ -72,3 +72,7 @@ def test_smoke_scale_writes_table_plots_and_resumes(tmp_path, capsys):
     assert list(json.loads((tmp_path / "parity.json").read_text())["pairs"]) == ["online-hopper"]
     with pytest.raises(SystemExit, match="holds 2 seeds, this call asks for 3"):
         parity.main([*args, "--only", "offline-td3bc", "--seeds", "3"])
+    with pytest.raises(SystemExit, match="ran 20 steps, this call asks for 40"):
+        parity.main([*args, "--only", "offline-td3bc", "--updates", "40"])
+    with pytest.raises(SystemExit, match="positive multiple of the scale's 2 evaluations, got 3"):
+        parity.main([*args, "--updates", "3"])
