@@ -23,7 +23,8 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-INITIALIZERS = ("lecun", "orthogonal", "torch")
+AFFINE_LOG_STD_MIN = -20.0  # TanhGaussianPolicy's learned-affine log-std (Cal-QL's code)
+INITIALIZERS = ("lecun", "orthogonal", "orthogonal-small-out", "torch")
 
 
 def _householder_q(a: jax.Array) -> jax.Array:
@@ -62,19 +63,23 @@ def orthogonal(key: jax.Array, shape, dtype=jnp.float32, gain: float = 1.0) -> j
     return gain * (q if rows >= cols else q.T).reshape(shape)
 
 
-def dense_init(name: str, fan_in: int) -> tuple[Callable, Callable]:
-    """(kernel_init, bias_init) of a Dense layer with ``fan_in`` inputs:
+def dense_init(name: str, fan_in: int, output: bool = False) -> tuple[Callable, Callable]:
+    """(kernel_init, bias_init) of a Dense layer with ``fan_in`` inputs (``output``: a network's
+    last layer):
 
     - ``lecun``: LeCun-normal weights, zero bias (flax's default);
     - ``orthogonal``: orthogonal weights with gain sqrt 2, zero bias (the IQL / jaxrl reference
       code's ``default_init``, every layer);
+    - ``orthogonal-small-out``: the same on hidden layers, gain 1e-2 on the output layer, so
+      Q-values and policy means start near 0 (Cal-QL's code, JaxCQL's ``orthogonal_init``);
     - ``torch``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and bias (PyTorch's ``nn.Linear``
       default, so d3rlpy's and most PyTorch references').
     """
     if name == "lecun":
         return nn.initializers.lecun_normal(), nn.initializers.zeros
-    if name == "orthogonal":
-        return functools.partial(orthogonal, gain=math.sqrt(2.0)), nn.initializers.zeros
+    if name == "orthogonal" or name == "orthogonal-small-out":
+        gain = 1e-2 if output and name == "orthogonal-small-out" else math.sqrt(2.0)
+        return functools.partial(orthogonal, gain=gain), nn.initializers.zeros
     if name == "torch":
         bound = 1.0 / math.sqrt(fan_in)
         uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(  # noqa: E731
@@ -82,6 +87,12 @@ def dense_init(name: str, fan_in: int) -> tuple[Callable, Callable]:
         )
         return uniform, uniform
     raise ValueError(f"unknown initializer '{name}'; choose from {INITIALIZERS}")
+
+
+def check_initializer(name: str) -> None:
+    """Raise a ValueError naming ``initializer`` unless ``name`` is one of INITIALIZERS."""
+    if name not in INITIALIZERS:
+        raise ValueError(f"initializer must be one of {INITIALIZERS}, got {name!r}")
 
 
 def activation_fn(name: str) -> Callable:
@@ -108,10 +119,10 @@ class MLP(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.out, **self._inits(x))(x)
+        return nn.Dense(self.out, **self._inits(x, output=True))(x)
 
-    def _inits(self, x: jax.Array) -> dict:
-        kernel_init, bias_init = dense_init(self.initializer, x.shape[-1])
+    def _inits(self, x: jax.Array, output: bool = False) -> dict:
+        kernel_init, bias_init = dense_init(self.initializer, x.shape[-1], output)
         return {"kernel_init": kernel_init, "bias_init": bias_init}
 
 
@@ -168,18 +179,31 @@ class ValueNet(nn.Module):
 
 
 class TanhGaussianPolicy(nn.Module):
-    """Gaussian in pre-tanh space: returns (mean, log_std), log_std clipped to [-5, 2]."""
+    """Gaussian in pre-tanh space: returns (mean, log_std).
+
+    With ``log_std_offset`` None the network's log-std output is clipped to [-5, 2] (SAC's);
+    with a float it is ``m * output + b`` with learned scalars m (init 1) and b (init
+    ``log_std_offset``), clipped to [-20, 2] (Cal-QL's code, whose offset starts at -1).
+    """
 
     action_dim: int
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
     layer_norm: bool = False
+    initializer: str = "lecun"
+    log_std_offset: float | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden, 2 * self.action_dim, self.activation, self.layer_norm)(obs)
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        mlp = MLP(
+            self.hidden, 2 * self.action_dim, self.activation, self.layer_norm, self.initializer
+        )
+        mean, log_std = jnp.split(mlp(obs), 2, axis=-1)
+        if self.log_std_offset is None:
+            return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        scale = self.param("log_std_multiplier", nn.initializers.ones, ())
+        offset = self.param("log_std_offset", nn.initializers.constant(self.log_std_offset), ())
+        return mean, jnp.clip(scale * log_std + offset, AFFINE_LOG_STD_MIN, LOG_STD_MAX)
 
 
 def _gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
@@ -244,10 +268,12 @@ class DeterministicPolicy(nn.Module):
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
     layer_norm: bool = False
+    initializer: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, self.layer_norm)(obs))
+        mlp = MLP(self.hidden, self.action_dim, self.activation, self.layer_norm, self.initializer)
+        return jnp.tanh(mlp(obs))
 
 
 class RandomFourierEmbedding(nn.Module):

@@ -180,7 +180,23 @@ def test_update_on_stacks_vmapped_over_seeds_and_hparams():
         assert act(new, obs, None, deterministic=True).shape == action.shape
 
 
+def test_networks_start_as_cal_ql_code_q_near_zero_and_log_std_near_minus_one():
+    """Cal-QL's code: orthogonal layers, output gain 1e-2, log-std = m * out + b from (1, -1)."""
+    config = cql.Config(OBS, ACT, hidden=(256, 256))
+    state = cql.init(jax.random.key(0), config)
+    obs = jax.random.normal(jax.random.key(1), (64, OBS))
+    actions = jax.random.uniform(jax.random.key(2), (64, 10, ACT), minval=-1, maxval=1)
+    assert np.abs(cql.q_at(config, state.critic.params, obs, actions)).max() < 0.1
+    mean, log_std = cql.networks(config)[0].apply(state.actor.params, obs)
+    assert np.abs(mean).max() < 0.1 and np.abs(log_std + 1.0).max() < 0.1
+    lecun = cql.Config(OBS, ACT, hidden=(256, 256), initializer="lecun", log_std_offset=None)
+    state = cql.init(jax.random.key(0), lecun)
+    assert np.abs(cql.q_at(lecun, state.critic.params, obs, actions)).max() > 0.3
+
+
 def test_config_validation():
+    with pytest.raises(ValueError, match="initializer must be one of"):
+        cql.Config(OBS, ACT, initializer="xavier")
     with pytest.raises(ValueError, match="num_samples"):
         cql.Config(OBS, ACT, num_samples=0)
     with pytest.raises(ValueError, match="do not match"):

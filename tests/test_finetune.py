@@ -143,6 +143,24 @@ def test_config_rejects_bad_values():
         FinetuneConfig(sampler_steps=1)
     with pytest.raises(ValueError, match="seeds must be positive"):  # a shared run setting
         FinetuneConfig(seeds=0)
+    with pytest.raises(ValueError, match="initializer must be one of auto, lecun"):
+        FinetuneConfig(initializer="xavier")
+    with pytest.raises(ValueError, match="log_std_init applies to calql, cql and iql"):
+        FinetuneConfig(algo="td3bc", log_std_init=-1.0)
+
+
+def test_initializer_auto_keeps_each_algorithms_reference_and_a_choice_reaches_every_algo():
+    def spec(**kw):
+        return FinetuneConfig(**kw).agent_spec(11, 3)[1]
+
+    assert spec(algo="calql").initializer == "orthogonal-small-out"
+    assert spec(algo="calql").log_std_offset == -1.0
+    assert spec(algo="iql").initializer == "orthogonal"
+    assert spec(algo="td3bc").initializer == "lecun"
+    for algo in ("calql", "cql", "iql", "td3bc"):
+        assert spec(algo=algo, initializer="torch").initializer == "torch"
+    assert spec(algo="cql", log_std_init=-2.0).log_std_offset == -2.0
+    assert spec(algo="iql", log_std_init=-1.5).log_std_init == -1.5
 
 
 def test_synther_augmentation_defaults_to_the_papers_offline_setting():

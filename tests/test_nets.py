@@ -158,6 +158,34 @@ def test_orthogonal_initializer_has_gain_sqrt2_and_zero_bias():
         assert not np.any(layer["bias"])
 
 
+def test_orthogonal_small_out_scales_only_the_output_layer_to_gain_1e_2():
+    layers = _layers("orthogonal-small-out")
+    reference = _layers("orthogonal")
+    for name in ("Dense_0", "Dense_1"):  # hidden layers: the plain orthogonal init
+        np.testing.assert_array_equal(layers[name]["kernel"], reference[name]["kernel"])
+    out = np.asarray(layers["Dense_2"]["kernel"], np.float64)  # (128, 3)
+    np.testing.assert_allclose(out.T @ out, 1e-4 * np.eye(3), atol=1e-9)
+    assert not np.any(layers["Dense_2"]["bias"])
+
+
+def test_tanh_gaussian_learned_affine_log_std_starts_at_the_offset_and_clips_at_minus_20():
+    policy = nets.TanhGaussianPolicy(2, (8,), log_std_offset=-1.0)
+    obs = jax.random.normal(jax.random.key(1), (5, 3))
+    params = policy.init(jax.random.key(0), obs)
+    raw = nets.MLP((8,), 4).apply({"params": params["params"]["MLP_0"]}, obs)[:, 2:]
+    _, log_std = policy.apply(params, obs)
+    np.testing.assert_allclose(log_std, np.clip(raw - 1.0, -20.0, 2.0), rtol=1e-6)
+    params["params"]["log_std_multiplier"] = jnp.float32(100.0)
+    params["params"]["log_std_offset"] = jnp.float32(0.5)
+    _, log_std = policy.apply(params, obs)
+    np.testing.assert_allclose(log_std, np.clip(100.0 * raw + 0.5, -20.0, 2.0), rtol=1e-6)
+    assert log_std.min() < -5.0  # below SAC's clip, which the plain policy keeps
+    _, plain = nets.TanhGaussianPolicy(2, (8,)).apply(
+        {"params": {"MLP_0": params["params"]["MLP_0"]}}, obs
+    )
+    np.testing.assert_allclose(plain, np.clip(raw, -5.0, 2.0), rtol=1e-6)
+
+
 def test_torch_initializer_is_uniform_within_one_over_sqrt_fan_in():
     for layer in _layers("torch").values():
         kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])

@@ -49,9 +49,13 @@ class Config:
     max_target_backup: bool = True  # max over N next actions of min_k Q_target (Cal-QL's code)
     backup_entropy: bool = False  # subtract alpha log pi(a'|s') in the target (Cal-QL: off)
     lagrange: bool = False  # tune alpha' so the penalty stays near ``HParams.target_gap``
+    initializer: str = "orthogonal-small-out"  # every layer's (nets.dense_init): Cal-QL's code
+    # the policy's log-std is m * output + b, b starting here (Cal-QL's code); None: SAC's clip
+    log_std_offset: float | None = -1.0
 
     def __post_init__(self):
         check_sizes(self, "num_critics", "num_samples")
+        nets.check_initializer(self.initializer)
 
 
 @flax.struct.dataclass
@@ -84,9 +88,19 @@ class State:
 
 
 def networks(config: Config) -> tuple[nets.TanhGaussianPolicy, nets.QEnsemble]:
-    actor = nets.TanhGaussianPolicy(config.action_dim, config.hidden)
+    actor = nets.TanhGaussianPolicy(
+        config.action_dim,
+        config.hidden,
+        initializer=config.initializer,
+        log_std_offset=config.log_std_offset,
+    )
     critic_hidden = config.hidden if config.critic_hidden is None else config.critic_hidden
-    critic = nets.QEnsemble(critic_hidden, config.num_critics, config.critic_layer_norm)
+    critic = nets.QEnsemble(
+        critic_hidden,
+        config.num_critics,
+        config.critic_layer_norm,
+        initializer=config.initializer,
+    )
     return actor, critic
 
 

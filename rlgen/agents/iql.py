@@ -50,10 +50,7 @@ class Config:
 
     def __post_init__(self):
         check_sizes(self, "num_critics")
-        if self.initializer not in nets.INITIALIZERS:
-            raise ValueError(
-                f"initializer must be one of {nets.INITIALIZERS}, got {self.initializer!r}"
-            )
+        nets.check_initializer(self.initializer)
         if self.actor_decay_steps < 0:
             raise ValueError(f"actor_decay_steps must be >= 0, got {self.actor_decay_steps}")
 

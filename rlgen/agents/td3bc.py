@@ -42,9 +42,12 @@ class Config:
     num_critics: int = 2
     critic_layer_norm: bool = False
     policy_freq: int = 2  # actor + target updates every this many critic steps
+    # every layer's (nets.dense_init); the reference code's is PyTorch's ("torch")
+    initializer: str = "lecun"
 
     def __post_init__(self):
         check_sizes(self, "num_critics", "policy_freq")
+        nets.check_initializer(self.initializer)
 
 
 @flax.struct.dataclass
@@ -66,8 +69,12 @@ State = core.DeterministicState
 
 
 def networks(config: Config) -> tuple[nets.DeterministicPolicy, nets.QEnsemble]:
-    actor = nets.DeterministicPolicy(config.action_dim, config.hidden)
-    critic = nets.QEnsemble(config.hidden, config.num_critics, config.critic_layer_norm)
+    actor = nets.DeterministicPolicy(
+        config.action_dim, config.hidden, initializer=config.initializer
+    )
+    critic = nets.QEnsemble(
+        config.hidden, config.num_critics, config.critic_layer_norm, initializer=config.initializer
+    )
     return actor, critic
 
 

@@ -150,15 +150,18 @@ class FinetuneConfig(RunConfig):
         "fine-tuning, as its train_finetune.py), on, off",
         default="auto",
     )
-    iql_log_std_init: float = option(
-        "IQL: the policy's initial (state-independent) log-std; 0 as the reference, -1.5 as "
-        "d3rlpy's",
-        default=0.0,
+    log_std_init: float | None = option(
+        "the policy's initial log-std: IQL's state-independent parameter (default 0, the "
+        "reference's; -1.5 is d3rlpy's start) or CQL / Cal-QL's learned offset (default -1, "
+        "Cal-QL's code)",
+        default=None,
     )
-    iql_initializer: str = option(
-        "IQL: every layer's initialiser: orthogonal (gain sqrt 2, the reference code's), lecun "
-        "(flax's default) or torch (PyTorch nn.Linear's uniform, d3rlpy's)",
-        default="orthogonal",
+    initializer: str = option(
+        "every layer's initialiser: auto (the reference code's: orthogonal for iql, "
+        "orthogonal-small-out for calql / cql; lecun for td3bc, whose pair with d3rlpy is at "
+        "parity on it), lecun (flax's default), orthogonal (gain sqrt 2), orthogonal-small-out "
+        "(output layer gain 1e-2) or torch (PyTorch nn.Linear's uniform, d3rlpy's)",
+        default="auto",
     )
     augment: str = option(
         "generative augmentation: none; pretraining with model (world-model next states), "
@@ -246,12 +249,16 @@ class FinetuneConfig(RunConfig):
                 "precision": tuple(diffusion.PRECISIONS),
                 "max_target_backup": ("auto", "on", "off"),
                 "iql_actor_decay": ("auto", "on", "off"),
-                "iql_initializer": nets.INITIALIZERS,
+                "initializer": ("auto", *nets.INITIALIZERS),
                 "online_sampling": ("auto", "mix", "union"),
                 "model_termination": dynamics.TERMINATIONS,
             },
             at_least={"sampler_steps": 2},
         )
+        if self.algo == "td3bc" and self.log_std_init is not None:
+            raise ValueError(
+                "log_std_init applies to calql, cql and iql (td3bc's policy is deterministic)"
+            )
         if self.offline_ratio < 1 and self.warmup < 1:
             raise ValueError(
                 "warmup must be >= 1 when batches draw online data (offline_ratio < 1)"
@@ -341,8 +348,12 @@ class FinetuneConfig(RunConfig):
     def agent_spec(self, obs_dim: int, action_dim: int):
         """(algorithm module, static Config, HParams) of the configured agent."""
         hidden = tuple(self.hidden)
+        # "auto" / None leave the agent's own defaults, the reference code's
+        nets_kw = {} if self.initializer == "auto" else {"initializer": self.initializer}
         if self.algo in ("calql", "cql"):
             backup = self.max_target_backup
+            if self.log_std_init is not None:
+                nets_kw["log_std_offset"] = self.log_std_init
             config = cql.Config(
                 obs_dim,
                 action_dim,
@@ -352,6 +363,7 @@ class FinetuneConfig(RunConfig):
                 calibrated=self.algo == "calql",
                 max_target_backup=backup == "on" or (backup == "auto" and self.algo == "calql"),
                 lagrange=self.lagrange,
+                **nets_kw,
             )
             return cql, config, self.hparams()
         if self.algo == "iql":
@@ -359,17 +371,18 @@ class FinetuneConfig(RunConfig):
                 self.iql_actor_decay == "auto" and not self.steps
             )
             pretrain_updates = math.ceil(self.pretrain_steps / self.chunk) * self.chunk
+            if self.log_std_init is not None:
+                nets_kw["log_std_init"] = self.log_std_init
             config = iql.Config(
                 obs_dim,
                 action_dim,
                 hidden,
                 self.num_critics,
                 actor_decay_steps=pretrain_updates if decay else 0,
-                log_std_init=self.iql_log_std_init,
-                initializer=self.iql_initializer,
+                **nets_kw,
             )
             return iql, config, self.hparams()
-        config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics)
+        config = td3bc.Config(obs_dim, action_dim, hidden, self.num_critics, **nets_kw)
         return td3bc, config, self.hparams()
 
 
