@@ -161,3 +161,22 @@ def test_shared_config_checks_and_float_hparams():
     hp = float_hparams(sac.HParams, sac.HParams(gamma=0.5))
     assert hp.gamma.dtype == jnp.float32 and float(hp.gamma) == 0.5
     assert float(float_hparams(sac.HParams).tau) == pytest.approx(5e-3)
+
+
+def test_online_config_actor_q_auto_is_min_for_two_critics_and_can_be_the_mean():
+    """auto keeps SAC's min for 2 critics; ``mean`` (REDQ's code, SynthER's) changes the actor
+    step on the same batch; a bad value is named."""
+    from rlgen.train.runner import OnlineConfig
+
+    batch = random_batch(jax.random.key(1), (1, 32))
+
+    def actor_after_one_update(actor_q):
+        agent = OnlineConfig(hidden=(16, 16), actor_q=actor_q).sac_agent(3, 2)
+        state, _ = agent.update(agent.init(jax.random.key(0)), batch, jax.random.key(2))
+        return jax.tree.leaves(state.actor.params)
+
+    auto, low, mean = map(actor_after_one_update, ("auto", "min", "mean"))
+    jax.tree.map(np.testing.assert_array_equal, auto, low)
+    assert any(not np.array_equal(a, b) for a, b in zip(low, mean, strict=True))
+    with pytest.raises(ValueError, match="actor_q must be one of auto, min, mean"):
+        OnlineConfig(actor_q="max")

@@ -134,7 +134,14 @@ class CountSynthetic:
         def update(state, batches, key):
             state, metrics = agent.update(state, batches, key)
             counts = jnp.sum(jnp.isneginf(batches.mc_return), axis=-1).astype(jnp.float32)
-            return state, {**metrics, "synthetic_min": counts.min(), "synthetic_max": counts.max()}
+            # an empty buffer's rows are all zeros; real and generated observations never are
+            blank = jnp.sum(jnp.all(batches.obs == 0, axis=-1), axis=-1).astype(jnp.float32)
+            return state, {
+                **metrics,
+                "synthetic_min": counts.min(),
+                "synthetic_max": counts.max(),
+                "blank_rows_max": blank.max(),
+            }
 
         return dataclasses.replace(agent, update=update)
 
@@ -169,7 +176,22 @@ def online(tmp_path_factory):
     return run, straight
 
 
-def test_online_refreshes_at_warmup_end_and_every_retrain_interval(online):
+def test_online_batches_are_all_real_until_the_first_refit(tmp_path):
+    """As SynthER's code: with the warm-up (100) before the first refit (200), the chunks up to
+    200 train on replay rows only, none drawn from the still-empty synthetic buffer."""
+    config = SyntherConfig(**{**TINY_ONLINE, "retrain_every": 200}, run_dir=str(tmp_path))
+    Recorded(config).run()
+    refreshes = [json.loads(line) for line in open(tmp_path / "refreshes.jsonl")]
+    assert [r["env_steps"] for r in refreshes] == [200]
+    rows = {r["env_steps"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+    for step in (150, 200):
+        assert rows[step]["synthetic_max"] == 0 and rows[step]["blank_rows_max"] == 0
+    for step in (250, 300):
+        assert rows[step]["synthetic_min"] == rows[step]["synthetic_max"] == 8
+        assert rows[step]["blank_rows_max"] == 0
+
+
+def test_online_refreshes_at_every_retrain_interval(online):
     _, straight = online
     path = straight["run_dir"] / "refreshes.jsonl"
     refreshes = [json.loads(line) for line in open(path)]
@@ -185,7 +207,7 @@ def test_online_refreshes_at_warmup_end_and_every_retrain_interval(online):
     assert synthetic.data.obs.shape == (2, 256, 11) and (np.asarray(synthetic.size) == 256).all()
     rows = [json.loads(line) for line in open(straight["run_dir"] / "metrics.jsonl")]
     logged = {r["env_steps"]: r for r in rows}
-    for step in (150, 200, 300):  # the warm-up's refit is logged with the first chunk
+    for step in (150, 200, 300):  # the refit at 100 (the warm-up's end) with the first chunk
         assert np.isfinite(logged[step]["diffusion_loss"]), logged[step]
         assert logged[step]["synthetic_refresh_s"] > 0
     assert "diffusion_loss" not in logged[250]

@@ -207,7 +207,9 @@ def train_chunk(
     Batches are uniform over the seed's own rows (its buffer and this chunk's staged rows)
     unless there are extra sources: the shared ``sources`` and then the seed's ``run.synthetic``
     buffer when it has one. Then each batch holds ``counts[i]`` rows of source i, in that order,
-    and ``counts[-1]`` of the seed's own rows; with no ``counts`` (and no synthetic buffer),
+    and ``counts[-1]`` of the seed's own rows; while the synthetic buffer is empty (before the
+    generator's first fit) its share comes from the seed's own rows too, as SynthER's code
+    trains on real data until then. With no ``counts`` (and no synthetic buffer),
     batches are uniform over the union of ``sources`` and the seed's own rows (IQL's
     fine-tuning, which appends online rows to the offline dataset).
     """
@@ -229,6 +231,8 @@ def train_chunk(
             synthetic = () if run.synthetic is None else (run.synthetic,)
             mix = (*sources, *synthetic, own)
             batches = sample_mixed(mix, counts, k_sample, config.utd)
+            if run.synthetic is not None:
+                batches = own_rows_while_empty(batches, run.synthetic, own, counts, k_sample)
         else:
             batches = sample_union(own, k_sample, config.batch_size, config.utd)
         agent_state, metrics = agent.update(run.agent, batches, k_update)
@@ -236,6 +240,29 @@ def train_chunk(
 
     run, metrics = collecting(run, num_blocks, block)
     return run, jax.tree.map(jnp.mean, metrics)
+
+
+def own_rows_while_empty(
+    batches: Transition,
+    synthetic: ReplayBuffer,
+    own: tuple[ReplayBuffer, ...],
+    counts: tuple[int, ...],
+    key: jax.Array,
+) -> Transition:
+    """(U, B) ``batches`` whose synthetic slice (the second-to-last source's rows) is redrawn
+    from the seed's ``own`` rows while the ``synthetic`` buffer holds none."""
+    start, count = sum(counts[:-2]), counts[-2]
+    if count == 0:
+        return batches
+    num_batches = batches.reward.shape[0]
+    real = sample_union(own, jax.random.fold_in(key, 1), count, num_batches)
+    empty = synthetic.size == 0
+
+    def place(x, r):
+        part = jax.lax.dynamic_slice_in_dim(x, start, count, axis=1)
+        return jax.lax.dynamic_update_slice_in_dim(x, jnp.where(empty, r, part), start, axis=1)
+
+    return jax.tree.map(place, batches, real)
 
 
 def episode_metrics(run: RunState, metrics: dict) -> tuple[RunState, dict]:

@@ -85,6 +85,11 @@ class OnlineConfig(RunConfig):
     num_critics: int = option("critic ensemble size (2: SAC, 10: REDQ-style)", default=2)
     target_subset: int = option("critics in the random min of the target", default=2)
     critic_layer_norm: bool = option("LayerNorm in the critics (helps at high UTD)", default=False)
+    actor_q: str = option(
+        "how the actor's loss aggregates the critics: auto (min for 2, SAC's; mean for more, "
+        "REDQ's), min or mean (REDQ's code for any size, so SynthER's online code's)",
+        default="auto",
+    )
     actor_lr: float = option("actor learning rate", default=3e-4)
     critic_lr: float = option("critic learning rate", default=3e-4)
     tau: float = option("Polyak rate of the target critics", default=5e-3)
@@ -97,6 +102,7 @@ class OnlineConfig(RunConfig):
             positive=("steps", "num_envs", "utd", "buffer_size", "chunk", "num_critics")
             + ("target_subset",),
             non_negative=("warmup", "eval_every", "checkpoint_every"),
+            choices={"actor_q": ("auto", "min", "mean")},
         )
         if self.warmup < self.batch_size:
             raise ValueError(f"warmup ({self.warmup}) must be >= batch_size ({self.batch_size})")
@@ -108,6 +114,7 @@ class OnlineConfig(RunConfig):
         )
 
     def sac_agent(self, obs_dim: int, action_dim: int) -> Agent:
+        auto_q = "mean" if self.num_critics > 2 else "min"
         config = sac.Config(
             obs_dim,
             action_dim,
@@ -115,7 +122,7 @@ class OnlineConfig(RunConfig):
             self.num_critics,
             self.target_subset,
             self.critic_layer_norm,
-            "mean" if self.num_critics > 2 else "min",
+            auto_q if self.actor_q == "auto" else self.actor_q,
         )
         return sac.make_agent(config, self.hparams())
 

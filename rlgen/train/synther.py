@@ -11,12 +11,12 @@ Cal-QL. The file's metadata carries ``synthetic = 1`` so loaders can tell: they 
 off for those rows) and take IQL's reward scale from ``source_episode_return_range``.
 
 **Online** (``rlgen train synther``, :class:`SyntherRun`): SAC at UTD 20 whose batches hold
-``synthetic_ratio`` generated rows and real rows for the rest. After the warm-up and then every
-``retrain_every`` env steps (checked between chunks), each seed's generator is refit from a
-fresh init (the cosine learning rate ends at 0) on that seed's whole replay buffer and
-regenerates the seed's synthetic buffer, all seeds in one ``jit(vmap(...))``. The reference
-code first fits at 10k steps and trains on real data until then; here the first fit is right
-after the warm-up (on its random-action data), so every compiled batch has the same mix.
+``synthetic_ratio`` generated rows and real rows for the rest. Every ``retrain_every`` env
+steps (checked between chunks), each seed's generator is refit from a fresh init (the cosine
+learning rate ends at 0) on that seed's whole replay buffer and regenerates the seed's
+synthetic buffer, all seeds in one ``jit(vmap(...))``. Until the first fit batches are all
+real (the synthetic share drawn from the replay, in the same compiled program), as the
+reference code, which first fits at 10k steps.
 Training batches are drawn from the filled rows (:func:`rlgen.train.generators.train_diffusion`)
 and the normaliser is fitted on them only (:func:`masked_normalizer`), so the growing buffer
 never recompiles.
@@ -308,7 +308,9 @@ class SyntherConfig(OnlineConfig):
     run_dir: str = option("directory for config, metrics, checkpoints", default="runs/synther")
     synthetic_ratio: float = option("share of each batch from the synthetic buffer", default=0.5)
     retrain_every: int = option(
-        "env steps between generator refits (also one right after the warm-up)", default=10_000
+        "env steps between generator refits (the first at this step; batches are all real "
+        "until then)",
+        default=10_000,
     )
     diffusion_steps: int = option("diffusion training steps per refit", default=100_000)
     diffusion_width: int = option("denoiser width (SynthER: 1024 online)", default=1024)
@@ -348,8 +350,8 @@ class SyntherRun(OnlineRun):
     """:class:`~rlgen.train.runner.OnlineRun` with a per-seed synthetic buffer refreshed by
     :meth:`after_chunk`. Logs ``diffusion_loss`` (mean over the last tenth of a refit),
     ``diffusion_grad_norm`` and ``synthetic_refresh_s`` (wall time, compile included the
-    first time) in the row of the chunk that refreshed (the warm-up's refit in the next row),
-    and every refit to ``run_dir/refreshes.jsonl``."""
+    first time) in the row of the chunk that refreshed, and every refit to
+    ``run_dir/refreshes.jsonl``."""
 
     def __init__(self, config: SyntherConfig, env=None, agent=None, devices=None, sweep=None):
         super().__init__(config, env, agent, devices, sweep)
@@ -380,9 +382,9 @@ class SyntherRun(OnlineRun):
         return state.replace(synthetic=self.empty_synthetic_fn(state.env_steps))
 
     def after_chunk(self, state, prev: int, step: int, row: dict | None = None):
-        """Refit every seed's generator and regenerate its synthetic buffer after the warm-up
-        (``prev == 0``) and whenever a multiple of ``retrain_every`` was crossed."""
-        if prev == 0 or crossed(self.config.retrain_every, prev, step):
+        """Refit every seed's generator and regenerate its synthetic buffer whenever a
+        multiple of ``retrain_every`` was crossed."""
+        if crossed(self.config.retrain_every, prev, step):
             start = time.perf_counter()
             keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.seed_keys(salt=2))
             synthetic, metrics = self.refresh_fn(state.buffer, state.synthetic, keys)
