@@ -241,14 +241,16 @@ def _config(run_dir, **kw):
 
 
 @pytest.mark.slow
-def test_calql_pretrains_fine_tunes_and_resumes_exactly(random_hopper, tmp_path):
+def test_calql_pretrains_fine_tunes_and_resumes_exactly(random_hopper, tmp_path, capsys):
     # mechanics only: keep it cheap (250 updates, 500 env steps collected + 2 chunks of 250)
     small = dict(batch_size=64, num_samples=3, hidden=(32, 32), pretrain_steps=250, steps=1000)
     small.update(warmup=500, pretrain_eval_every=250, checkpoint_every=250)
-    run = FinetuneRun(_config(tmp_path / "full", **small), dataset=random_hopper)
+    config = _config(tmp_path / "full", **small, progress=True)
+    run = FinetuneRun(config, dataset=random_hopper)
     offline_before = np.asarray(run.offline.data.reward).copy()
     results = run.run()
     assert results["pretrain_updates"] == 250 and results["env_steps_per_seed"] == 1000
+    assert "fine-tune: 100%" in capsys.readouterr().err  # the warm-up's steps counted
     phases = [(e["phase"], e["step"]) for e in results["evaluations"]]
     # no evaluation right after the warm-up collection: the policy is still the pretrained one
     assert phases == [("pretrain", 250), ("finetune", 0), ("finetune", 1000)]

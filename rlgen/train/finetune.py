@@ -753,10 +753,11 @@ class FinetuneRun:
                     state = _set_hparam(state, "actor_lr_decay", 0.0)
                 state = self.collect_fn(state) if self.warmup_blocks else state
                 step = env_steps(state)
+                logger.bar.update(step)  # the warm-up's steps
                 self._check_online_rows(state)
                 if c.augment == "edis":
                     state, metrics = self._refit(state)
-                    logger.log(step, metrics, step, 0, self.lanes)
+                    logger.log(step, metrics, 0, 0, self.lanes)
             while step < until:
                 state, metrics, flags = self.finetune_fn(state, self.offline)
                 prev, step = step, env_steps(state)
