@@ -42,7 +42,7 @@ TINY_ONLINE = dict(
     backend="mujoco",
     seeds=2,
     steps=300,
-    warmup=100,
+    warmup=50,  # under retrain_every: the chunk to 100 trains before the first refit
     chunk=50,
     utd=2,
     batch_size=32,
@@ -176,21 +176,6 @@ def online(tmp_path_factory):
     return run, straight
 
 
-def test_online_batches_are_all_real_until_the_first_refit(tmp_path):
-    """As SynthER's code: with the warm-up (100) before the first refit (200), the chunks up to
-    200 train on replay rows only, none drawn from the still-empty synthetic buffer."""
-    config = SyntherConfig(**{**TINY_ONLINE, "retrain_every": 200}, run_dir=str(tmp_path))
-    Recorded(config).run()
-    refreshes = [json.loads(line) for line in open(tmp_path / "refreshes.jsonl")]
-    assert [r["env_steps"] for r in refreshes] == [200]
-    rows = {r["env_steps"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
-    for step in (150, 200):
-        assert rows[step]["synthetic_max"] == 0 and rows[step]["blank_rows_max"] == 0
-    for step in (250, 300):
-        assert rows[step]["synthetic_min"] == rows[step]["synthetic_max"] == 8
-        assert rows[step]["blank_rows_max"] == 0
-
-
 def test_online_refreshes_at_every_retrain_interval(online):
     _, straight = online
     path = straight["run_dir"] / "refreshes.jsonl"
@@ -198,7 +183,7 @@ def test_online_refreshes_at_every_retrain_interval(online):
     assert [r["env_steps"] for r in refreshes] == [100, 200, 300]
     assert all(len(r["diffusion_loss"]) == 2 for r in refreshes)  # one per seed
     steps = [s for s, _ in straight["snapshots"]]
-    assert steps == [100, 150, 200, 250, 300]
+    assert steps == [50, 100, 150, 200, 250, 300]
     obs = dict(straight["snapshots"])
     assert not np.array_equal(obs[100], obs[200]) and not np.array_equal(obs[200], obs[300])
     np.testing.assert_array_equal(obs[100], obs[150])  # unchanged between refreshes
@@ -207,19 +192,22 @@ def test_online_refreshes_at_every_retrain_interval(online):
     assert synthetic.data.obs.shape == (2, 256, 11) and (np.asarray(synthetic.size) == 256).all()
     rows = [json.loads(line) for line in open(straight["run_dir"] / "metrics.jsonl")]
     logged = {r["env_steps"]: r for r in rows}
-    for step in (150, 200, 300):  # the refit at 100 (the warm-up's end) with the first chunk
+    for step in (100, 200, 300):
         assert np.isfinite(logged[step]["diffusion_loss"]), logged[step]
         assert logged[step]["synthetic_refresh_s"] > 0
-    assert "diffusion_loss" not in logged[250]
+    assert "diffusion_loss" not in logged[150] and "diffusion_loss" not in logged[250]
 
 
-def test_online_batches_hold_the_requested_synthetic_rows(online):
+def test_online_batches_are_all_real_until_the_first_refit_then_hold_the_synthetic_rows(online):
+    """As SynthER's code: the chunk that ends at the first refit (100) trains on replay rows
+    only, none drawn from the still-empty synthetic buffer; later ones on 8 synthetic rows."""
     run, straight = online
     assert run.counts == (8, 24)
-    rows = [json.loads(line) for line in open(straight["run_dir"] / "metrics.jsonl")]
-    trained = [r for r in rows if "synthetic_min" in r]
-    assert len(trained) == 4
-    assert all(r["synthetic_min"] == r["synthetic_max"] == 8 for r in trained)
+    rows = {r["env_steps"]: r for r in map(json.loads, open(straight["run_dir"] / "metrics.jsonl"))}
+    assert rows[100]["synthetic_max"] == 0 and rows[100]["blank_rows_max"] == 0
+    for step in (150, 200, 250, 300):
+        assert rows[step]["synthetic_min"] == rows[step]["synthetic_max"] == 8
+        assert rows[step]["blank_rows_max"] == 0
 
 
 def test_resume_after_a_refresh_reproduces_the_uninterrupted_run(online):
