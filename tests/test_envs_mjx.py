@@ -33,7 +33,11 @@ pytestmark = pytest.mark.slow
 
 NAMES = ["hopper", "halfcheetah", "walker2d", "ant"]
 OBS_TOL = {"hopper": 1e-3, "halfcheetah": 1e-3, "walker2d": 1e-3, "ant": 0.2}
-REWARD_TOL = {"hopper": 1e-3, "halfcheetah": 1e-3, "walker2d": 1e-3, "ant": 2e-3}
+# the largest one-step reward error over 150 steps. Ant's contacts give rare outlier steps where
+# MJX's float32 solve and MuJoCo's float64 one part at a contact's onset: on a 2-core AMD EPYC
+# with AVX-512 one step of 150 errs by 0.008 (the next largest 1.6e-4; other action seeds
+# 1.6e-4, 1.9e-4), so ant's bound on the max is loose and the 98th percentile is checked too
+REWARD_TOL = {"hopper": 1e-3, "halfcheetah": 1e-3, "walker2d": 1e-3, "ant": 0.05}
 
 
 def _actions(env, n, seed=0):
@@ -51,6 +55,7 @@ def test_parity_with_gymnasium(name):
     assert obs_err.max() < OBS_TOL[name]
     assert np.median(obs_err) < 1e-4
     assert out["reward_err"].max() < REWARD_TOL[name]
+    assert np.quantile(out["reward_err"], 0.98) < 1e-3
     np.testing.assert_array_equal(out["terminated"], out["ref_terminated"])
     if name != "halfcheetah":
         assert out["terminated"].any()
