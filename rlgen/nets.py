@@ -75,6 +75,7 @@ def dense_init(name: str, fan_in: int, output: bool = False) -> tuple[Callable, 
     - ``torch``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and bias (PyTorch's ``nn.Linear``
       default, so d3rlpy's and most PyTorch references').
     """
+    check_initializer(name)
     if name == "lecun":
         return nn.initializers.lecun_normal(), nn.initializers.zeros
     if name == "orthogonal" or name == "orthogonal-small-out":
@@ -86,13 +87,12 @@ def dense_init(name: str, fan_in: int, output: bool = False) -> tuple[Callable, 
             key, shape, dtype, -bound, bound
         )
         return uniform, uniform
-    raise ValueError(f"unknown initializer '{name}'; choose from {INITIALIZERS}")
 
 
 def check_initializer(name: str) -> None:
-    """Raise a ValueError naming ``initializer`` unless ``name`` is one of INITIALIZERS."""
+    """Raise a ValueError naming the initializer unless ``name`` is one of INITIALIZERS."""
     if name not in INITIALIZERS:
-        raise ValueError(f"initializer must be one of {INITIALIZERS}, got {name!r}")
+        raise ValueError(f"unknown initializer {name!r}; choose from {INITIALIZERS}")
 
 
 def activation_fn(name: str) -> Callable:

@@ -195,7 +195,7 @@ def test_networks_start_as_cal_ql_code_q_near_zero_and_log_std_near_minus_one():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="initializer must be one of"):
+    with pytest.raises(ValueError, match="unknown initializer 'xavier'"):
         cql.Config(OBS, ACT, initializer="xavier")
     with pytest.raises(ValueError, match="num_samples"):
         cql.Config(OBS, ACT, num_samples=0)

@@ -259,8 +259,8 @@ def own_rows_while_empty(
     empty = synthetic.size == 0
 
     def place(x, r):
-        part = jax.lax.dynamic_slice_in_dim(x, start, count, axis=1)
-        return jax.lax.dynamic_update_slice_in_dim(x, jnp.where(empty, r, part), start, axis=1)
+        rows = slice(start, start + count)
+        return x.at[:, rows].set(jnp.where(empty, r, x[:, rows]))
 
     return jax.tree.map(place, batches, real)
 
