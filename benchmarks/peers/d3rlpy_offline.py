@@ -5,7 +5,9 @@
 ``JOB.json``: ``algo`` (td3bc, iql, cql, calql), ``dataset`` (HDF5 path), ``env_id``
 (e.g. Hopper-v5), ``updates``, ``eval_every``, ``eval_episodes``, ``seed``, ``batch_size``,
 ``hidden``, ``threads``. Writes ``RESULT.json``: the evaluation returns by update and the
-seconds spent in updates alone (evaluation excluded). Settings mirror rlgen's defaults for each
+seconds spent in updates alone (evaluation excluded), and per evaluation the mean Q(s, a) of a
+fixed sample of dataset rows (``q_data``, comparable with rlgen's metric of that name) and the
+fitter's epoch-mean losses (``metrics``). Settings mirror rlgen's defaults for each
 algorithm (see ``benchmarks.parity``): learning rates, critics, penalty weight, backups,
 observation / reward scaling.
 """
@@ -23,8 +25,10 @@ import numpy as np
 import torch
 from common import evaluate, write_json
 
+Q_PROBE_ROWS = 1024
 
-def load_dataset(path: str) -> tuple[d3rlpy.dataset.MDPDataset, np.ndarray]:
+
+def load_dataset(path: str) -> tuple[d3rlpy.dataset.MDPDataset, dict]:
     with h5py.File(path, "r") as f:
         data = {k: f[k][()] for k in ("observations", "actions", "rewards", "terminals")}
         data["timeouts"] = f["timeouts"][()]
@@ -37,7 +41,7 @@ def load_dataset(path: str) -> tuple[d3rlpy.dataset.MDPDataset, np.ndarray]:
         terminals=(data["terminals"] > 0).astype(np.float32),
         timeouts=(ends & ~(data["terminals"] > 0)).astype(np.float32),
     )
-    return dataset, data["observations"]
+    return dataset, data
 
 
 def make_algo(job: dict):
@@ -89,7 +93,10 @@ def main(job_path: str, result_path: str) -> None:
     job = json.loads(open(job_path).read())
     torch.set_num_threads(job.get("threads", 1))
     d3rlpy.seed(job["seed"])
-    dataset, _ = load_dataset(job["dataset"])
+    dataset, data = load_dataset(job["dataset"])
+    probe = np.random.default_rng(0).choice(len(data["rewards"]), Q_PROBE_ROWS, replace=False)
+    probe_obs = data["observations"][probe].astype(np.float32)
+    probe_actions = data["actions"][probe].astype(np.float32)
     algo = make_algo(job).create(device="cpu:0")
     evaluations, update_s = [], 0.0
     fitter = algo.fitter(
@@ -101,7 +108,7 @@ def main(job_path: str, result_path: str) -> None:
         save_interval=10**9,
     )
     begin = time.perf_counter()
-    for epoch, _ in fitter:
+    for epoch, metrics in fitter:
         update_s += time.perf_counter() - begin
         returns = evaluate(
             lambda obs: algo.predict(obs[None].astype(np.float32))[0],
@@ -109,10 +116,18 @@ def main(job_path: str, result_path: str) -> None:
             job["eval_episodes"],
             job["seed"],
         )
-        evaluations.append({"step": epoch * job["eval_every"], "return": returns})
+        q_data = float(np.mean(algo.predict_value(probe_obs, probe_actions)))
+        evaluations.append(
+            {
+                "step": epoch * job["eval_every"],
+                "return": returns,
+                "q_data": q_data,
+                "metrics": {k: float(v) for k, v in metrics.items()},
+            }
+        )
         print(
             f"{job['algo']} seed {job['seed']} step {evaluations[-1]['step']}: "
-            f"mean return {np.mean(returns):.1f}",
+            f"mean return {np.mean(returns):.1f}, Q on data rows {q_data:.1f}",
             flush=True,
         )
         begin = time.perf_counter()
